@@ -1,0 +1,94 @@
+# pgrelay - build, test, install.
+#
+#   make              build the programs into build/
+#   make SAN=1        the same with AddressSanitizer + UBSan, into build-san/
+#   make check        unit tests (plain and sanitized) and integration tests
+#                     (sanitized binaries) against the local stack
+#   make install      PREFIX=/usr/local DESTDIR=
+#   make clean
+
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+DATADIR  ?= $(PREFIX)/share/pgrelay
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+
+CC       ?= cc
+PKGS     := rdkafka libpq libconfig libsystemd jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+CFLAGS   ?= -O2 -g
+WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
+ifeq ($(SAN),1)
+BUILD    := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+BUILD    := build
+SANFLAGS :=
+endif
+ALL_CFLAGS := $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon $(PKG_CFLAGS) -MMD -MP
+ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+LIBS     := $(PKG_LIBS) -lm
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+WORKERS    := producer snapshot consumer
+PROGRAMS   := $(WORKERS:%=$(BUILD)/pgrelay-%) $(BUILD)/pgrelayd $(BUILD)/pgrelayctl
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all check check-unit check-integration install clean san
+all: $(PROGRAMS) $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libpgrelay.a: $(COMMON_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/pgrelay-%: $(BUILD)/workers/%.o $(BUILD)/libpgrelay.a
+	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/pgrelayd: $(BUILD)/supervisor/supervisor.o $(BUILD)/libpgrelay.a
+	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/pgrelayctl: $(BUILD)/supervisor/pgrelayctl.o $(BUILD)/libpgrelay.a
+	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libpgrelay.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+san:
+	$(MAKE) SAN=1 all
+
+# Unit tests need nothing running; integration tests bring the stack up.
+check-unit: all
+	$(MAKE) SAN=1 all
+	prove --exec '' $(UNIT_BIN) $(UNIT_BIN:$(BUILD)/%=build-san/%)
+
+check-integration: all
+	$(MAKE) SAN=1 all
+	scripts/stack up
+	PGRELAY_BIN=$(CURDIR)/build-san prove --exec '' --timer tests/integration/*.t
+
+check: all
+	$(MAKE) SAN=1 all
+	scripts/stack up
+	PGRELAY_BIN=$(CURDIR)/build-san prove --exec '' --timer \
+	    $(UNIT_BIN) $(UNIT_BIN:$(BUILD)/%=build-san/%) tests/integration/*.t
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/pgrelay $(DESTDIR)$(DATADIR)/sql/source $(DESTDIR)$(DATADIR)/sql/target
+	install -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	install -m 0640 etc/pgrelay.conf $(DESTDIR)$(SYSCONFDIR)/pgrelay/pgrelay.conf
+	install -m 0644 sql/source/*.sql $(DESTDIR)$(DATADIR)/sql/source/
+	install -m 0644 sql/target/*.sql $(DESTDIR)$(DATADIR)/sql/target/
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find build build-san -name '*.d' 2>/dev/null)

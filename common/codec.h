@@ -1,0 +1,74 @@
+/*
+ * codec.h - the CDC message format, one place for encoding and decoding.
+ *
+ * Key:   {"emp_id":42}
+ * Value: a Debezium-shaped change event (JsonConverter, schemas disabled):
+ *   {"before":{...}|null, "after":{...}|null, "op":"c|u|d|r", "ts_ms":N,
+ *    "source":{"version":..., "connector":"pgrelay", "name":"pgrelay",
+ *              "db":..., "schema":"public", "table":"employees",
+ *              "snapshot":"true|false", "change_id":N, "txId":N, "ts_ms":N}}
+ * A row: {"emp_id":int, "first_name":str|null, "last_name":str|null,
+ *         "dob":int|null (days since 1970-01-01, as Debezium's io.debezium.time.Date),
+ *         "city":str|null, "salary":int|null}
+ *
+ * source.change_id is the row's version: the id of the change in A's change
+ * table (for a snapshot row, the newest change of that row the snapshot saw).
+ *
+ * Decoding is strict about what pgrelay needs (types, ranges, lengths that
+ * B's columns accept) and ignores fields it does not know.
+ */
+#ifndef PGRELAY_CODEC_H
+#define PGRELAY_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CODEC_TEXT_MAX 100	/* characters in a VARCHAR(100) column */
+
+struct emp_row {
+	int32_t emp_id;
+	char *first_name;	/* NULL is SQL NULL */
+	char *last_name;
+	char *city;
+	int has_dob;
+	int32_t dob_days;
+	int has_salary;
+	int32_t salary;
+};
+
+struct change {
+	char op;		/* 'c', 'u', 'd' or 'r' */
+	int64_t change_id;
+	int64_t txid;
+	int64_t ts_ms;		/* commit-side time the change was written */
+	int has_before;
+	int has_after;
+	struct emp_row before;
+	struct emp_row after;
+};
+
+/* The row a change is about: after for c/u/r, before for d. */
+const struct emp_row *codec_change_row(const struct change *c);
+
+/* Returns a malloc'd JSON value (NUL-terminated, *len without the NUL) or
+ * NULL when out of memory.  Caller frees with free(). */
+char *codec_encode_change(const struct change *c, const char *dbname, size_t *len);
+
+/* Writes the key {"emp_id":N} into buf; returns its length. */
+size_t codec_encode_key(int32_t emp_id, char *buf, size_t len);
+
+/* Decodes a value.  0 on success (free with codec_change_free()), -1 with
+ * a reason in err when the bytes are not a change pgrelay can apply. */
+int codec_decode_change(const void *buf, size_t len, struct change *out,
+    char *err, size_t errlen);
+
+void codec_change_free(struct change *c);
+
+/* Writes days since 1970-01-01 as "YYYY-MM-DD" into buf (>= 11 bytes). */
+void codec_days_to_date(int32_t days, char *buf, size_t len);
+
+/* Oldest and newest dates a row may carry: 0001-01-01 and 9999-12-31. */
+#define CODEC_DOB_MIN_DAYS (-719162)
+#define CODEC_DOB_MAX_DAYS 2932896
+
+#endif

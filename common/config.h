@@ -1,0 +1,84 @@
+/*
+ * config.h - pgrelay's configuration, loaded from a libconfig file.
+ *
+ * The file is checked against one schema table (config.c): an unknown group
+ * or key, a value of the wrong type or out of range, and a missing required
+ * key are all errors that name the file, the line and the key.  Three
+ * environment variables override the file after it is read:
+ *   PGRELAY_KAFKA_BROKERS -> kafka.brokers
+ *   PGRELAY_SOURCE_DSN    -> source.dsn
+ *   PGRELAY_TARGET_DSN    -> target.dsn
+ * A key overridden by the environment may be absent from the file.
+ *
+ * Ownership: cfg_load() returns a struct the caller frees with cfg_free();
+ * every string in it is owned by the struct.
+ */
+#ifndef PGRELAY_CONFIG_H
+#define PGRELAY_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_EXIT_CONFIG 78	/* EX_CONFIG: do not restart, fix the file */
+
+struct cfg {
+	char *path;
+
+	/* log */
+	char *log_level;
+
+	/* kafka */
+	char *brokers;
+	char *cdc_topic;
+	char *dlq_topic;
+	int partitions;
+	int replication_factor;
+	char *group_id;
+
+	/* source (A) and target (B) */
+	char *source_dsn;
+	char *target_dsn;
+
+	/* producer */
+	int producer_poll_interval_ms;
+	int producer_batch_size;
+	int producer_retention_s;
+	int producer_long_txn_warn_s;
+
+	/* snapshot */
+	int snapshot_batch_size;
+
+	/* consumer */
+	int consumer_batch_size;
+	int consumer_batch_timeout_ms;
+	int consumer_count;
+	int consumer_min;
+	int consumer_max;
+
+	/* supervisor */
+	char *runtime_dir;		/* control socket, active config copy */
+	int sup_drain_timeout_s;
+	int sup_watchdog_s;
+	int sup_restart_intensity;	/* more crashes than this ... */
+	int sup_restart_period_s;	/* ... within this many seconds stop a pool */
+	int sup_backoff_initial_ms;
+	int sup_backoff_max_ms;
+	int sup_status_interval_s;
+
+	/* rules */
+	char *rule_min_dob;		/* "YYYY-MM-DD": dob before it fails */
+	int32_t rule_min_dob_days;	/* the same, as days since 1970-01-01 */
+	int64_t rule_min_salary;	/* salary <= this fails */
+	int64_t rule_min_emp_id;	/* emp_id < this fails */
+};
+
+/* Loads and checks path.  On error returns NULL and writes one line,
+ * "FILE:LINE: KEY: what is wrong", to err. */
+struct cfg *cfg_load(const char *path, char *err, size_t errlen);
+
+void cfg_free(struct cfg *cfg);
+
+/* Parses "YYYY-MM-DD" into days since 1970-01-01; -1 if not a valid date. */
+int cfg_parse_date(const char *s, int32_t *days);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * db.c - libpq helpers: connect, run a parameterized statement, report.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "db.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void
+result_error(PGconn *conn, const PGresult *res, char *err, size_t errlen)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res ? PQresultErrorMessage(res) : NULL;
+
+	if (msg == NULL || msg[0] == '\0')
+		msg = PQerrorMessage(conn);
+	snprintf(err, errlen, "%s%s%s", state ? "SQLSTATE " : "",
+	    state ? state : "", state ? ": " : "");
+	size_t n = strlen(err);
+	snprintf(err + n, errlen - n, "%s", msg);
+	/* libpq ends messages with a newline: keep log lines whole. */
+	n = strlen(err);
+	while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+		err[--n] = '\0';
+}
+
+PGconn *
+db_connect(const char *dsn, const char *appname, char *err, size_t errlen)
+{
+	const char *const keys[] = { "dbname", "application_name", NULL };
+	const char *const vals[] = { dsn, appname, NULL };
+	PGconn *conn = PQconnectdbParams(keys, vals, 1);
+
+	if (conn == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (PQstatus(conn) != CONNECTION_OK) {
+		result_error(conn, NULL, err, errlen);
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+PGresult *
+db_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+    char *err, size_t errlen)
+{
+	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL,
+	    NULL, 0);
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	result_error(conn, res, err, errlen);
+	PQclear(res);
+	return NULL;
+}
+
+int
+db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+    char *err, size_t errlen)
+{
+	PGresult *res = db_query(conn, sql, nparams, params, err, errlen);
+
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+int
+db_broken(const PGconn *conn)
+{
+	return conn == NULL || PQstatus(conn) != CONNECTION_OK;
+}
+
+const char *
+db_dsn_redact(const char *dsn, char *buf, size_t len)
+{
+	static const char *const shown[] = { "host", "hostaddr", "port", "dbname", "user" };
+	PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+	size_t n = 0;
+
+	buf[0] = '\0';
+	if (opts == NULL) {
+		snprintf(buf, len, "(unparsable connection string)");
+		return buf;
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
+			if (strcmp(o->keyword, shown[i]) == 0 && n < len) {
+				int w = snprintf(buf + n, len - n, "%s%s=%s",
+				    n ? " " : "", o->keyword, o->val);
+				if (w > 0)
+					n += (size_t)w;
+			}
+		}
+	}
+	PQconninfoFree(opts);
+	return buf;
+}

@@ -1,0 +1,38 @@
+/*
+ * db.h - a thin layer over one libpq connection.
+ *
+ * Every statement is parameterized (PQexecParams, text format); no SQL is
+ * ever built by pasting values.  Functions return 0 / -1 or a pointer / NULL
+ * and on failure fill the caller's (err, errlen) with one line that names
+ * the SQLSTATE when the server gave one.
+ *
+ * Ownership: db_connect() returns a connection the caller closes with
+ * PQfinish(); db_query() returns a result the caller frees with PQclear().
+ */
+#ifndef PGRELAY_DB_H
+#define PGRELAY_DB_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+/* Opens a connection to dsn (a libpq connection string) with
+ * application_name set to appname.  NULL and err on failure. */
+PGconn *db_connect(const char *dsn, const char *appname, char *err, size_t errlen);
+
+/* Runs sql with nparams text parameters (NULL entries are SQL NULLs).
+ * Returns the result on PGRES_TUPLES_OK / PGRES_COMMAND_OK, else NULL. */
+PGresult *db_query(PGconn *conn, const char *sql, int nparams,
+    const char *const *params, char *err, size_t errlen);
+
+/* db_query() for statements whose rows are not wanted. */
+int db_exec(PGconn *conn, const char *sql, int nparams,
+    const char *const *params, char *err, size_t errlen);
+
+/* 1 if the connection is gone and must be reopened. */
+int db_broken(const PGconn *conn);
+
+/* Writes "host=... port=... dbname=... user=..." of dsn into buf, leaving
+ * out the password and every other key, for log lines.  Returns buf. */
+const char *db_dsn_redact(const char *dsn, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,241 @@
+/*
+ * kafka.c - builds librdkafka producers, consumers and topics for pgrelay.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "kafka.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+static atomic_int kfk_fatal_seen;
+
+int
+kfk_fatal(void)
+{
+	return atomic_load(&kfk_fatal_seen);
+}
+
+static void
+kfk_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	enum log_level l = level <= 3 ? LOG_LVL_ERROR :
+	    level <= 4 ? LOG_LVL_WARN : level <= 6 ? LOG_LVL_INFO : LOG_LVL_DEBUG;
+
+	log_msg(l, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+static void
+kfk_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	char fbuf[512];
+
+	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fbuf, sizeof(fbuf));
+		log_error("kafka fatal error %s: %s; the process exits and is "
+		    "restarted", rd_kafka_err2name(ferr), fbuf);
+		atomic_store(&kfk_fatal_seen, 1);
+		return;
+	}
+	/* Transport errors while a broker restarts are retried by librdkafka. */
+	log_warn("kafka: %s: %s (retrying)", rd_kafka_err2name((rd_kafka_resp_err_t)err),
+	    reason);
+}
+
+static int
+conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *err,
+    size_t errlen)
+{
+	char why[256];
+
+	if (rd_kafka_conf_set(conf, key, val, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "librdkafka setting %s=%s: %s", key, val, why);
+		return -1;
+	}
+	return 0;
+}
+
+static rd_kafka_conf_t *
+base_conf(const struct cfg *cfg, const char *client_id,
+    const char *const *pairs, char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+	if (conf_set(conf, "bootstrap.servers", cfg->brokers, err, errlen) < 0 ||
+	    conf_set(conf, "client.id", client_id, err, errlen) < 0)
+		goto fail;
+	for (size_t i = 0; pairs[i] != NULL; i += 2)
+		if (conf_set(conf, pairs[i], pairs[i + 1], err, errlen) < 0)
+			goto fail;
+	rd_kafka_conf_set_log_cb(conf, kfk_log_cb);
+	rd_kafka_conf_set_error_cb(conf, kfk_error_cb);
+	return conf;
+fail:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}
+
+rd_kafka_t *
+kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
+    void *opaque, char *err, size_t errlen)
+{
+	static const char *const pairs[] = {
+		"enable.idempotence", "true",
+		"acks", "all",
+		"linger.ms", "2",
+		"compression.codec", "lz4",
+		"message.timeout.ms", "0",	/* never give up: the position stays put */
+		"socket.keepalive.enable", "true",
+		NULL
+	};
+	char why[512];
+	rd_kafka_conf_t *conf = base_conf(cfg, client_id, pairs, err, errlen);
+	rd_kafka_t *rk;
+
+	if (conf == NULL)
+		return NULL;
+	if (dr != NULL)
+		rd_kafka_conf_set_dr_msg_cb(conf, dr);
+	rd_kafka_conf_set_opaque(conf, opaque);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+	if (rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "cannot create kafka producer: %s", why);
+		return NULL;
+	}
+	return rk;	/* conf is owned by rk now */
+}
+
+rd_kafka_t *
+kfk_consumer_new(const struct cfg *cfg, const char *client_id,
+    kfk_rebalance_cb rebalance, void *opaque, char *err, size_t errlen)
+{
+	const char *const pairs[] = {
+		"group.id", cfg->group_id,
+		"partition.assignment.strategy", "cooperative-sticky",
+		"enable.auto.commit", "false",
+		"enable.auto.offset.store", "false",
+		"auto.offset.reset", "earliest",
+		"isolation.level", "read_committed",
+		"session.timeout.ms", "10000",
+		"heartbeat.interval.ms", "1000",
+		"socket.keepalive.enable", "true",
+		NULL
+	};
+	char why[512];
+	rd_kafka_conf_t *conf = base_conf(cfg, client_id, pairs, err, errlen);
+	rd_kafka_t *rk;
+
+	if (conf == NULL)
+		return NULL;
+	rd_kafka_conf_set_rebalance_cb(conf, rebalance);
+	rd_kafka_conf_set_opaque(conf, opaque);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+	if (rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "cannot create kafka consumer: %s", why);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk);
+	return rk;
+}
+
+/* Partition count of an existing topic, or -1 with err. */
+static int
+topic_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+	rd_kafka_resp_err_t e;
+	int n = -1;
+
+	if (t == NULL) {
+		snprintf(err, errlen, "topic %s: %s", topic,
+		    rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	e = rd_kafka_metadata(rk, 0, t, &md, 10000);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+		snprintf(err, errlen, "topic %s: metadata: %s", topic, rd_kafka_err2str(e));
+	else if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		snprintf(err, errlen, "topic %s: metadata: %s", topic,
+		    md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "no topic");
+	else
+		n = md->topics[0].partition_cnt;
+	if (md != NULL)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(t);
+	return n;
+}
+
+int
+kfk_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions,
+    int replication_factor, char *err, size_t errlen)
+{
+	char why[512];
+	rd_kafka_NewTopic_t *nt;
+	rd_kafka_queue_t *q;
+	rd_kafka_event_t *ev;
+	int rc = -1;
+
+	nt = rd_kafka_NewTopic_new(topic, partitions, replication_factor, why,
+	    sizeof(why));
+	if (nt == NULL) {
+		snprintf(err, errlen, "topic %s: %s", topic, why);
+		return -1;
+	}
+	q = rd_kafka_queue_new(rk);
+	rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+	ev = rd_kafka_queue_poll(q, 30000);
+	if (ev == NULL) {
+		snprintf(err, errlen, "topic %s: no answer from the brokers within "
+		    "30 s; check kafka.brokers", topic);
+		goto out;
+	}
+	if (rd_kafka_event_error(ev)) {
+		snprintf(err, errlen, "topic %s: create: %s", topic,
+		    rd_kafka_event_error_string(ev));
+		goto out;
+	}
+	const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+	size_t cnt = 0;
+	const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+	rd_kafka_resp_err_t terr = cnt ? rd_kafka_topic_result_error(tr[0]) :
+	    RD_KAFKA_RESP_ERR_UNKNOWN;
+
+	if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_info("created topic %s with %d partitions", topic, partitions);
+		rc = 0;
+	} else if (terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+		int have = topic_partitions(rk, topic, err, errlen);
+		if (have == partitions)
+			rc = 0;
+		else if (have > 0)
+			snprintf(err, errlen, "topic %s exists with %d partitions but "
+			    "kafka.partitions is %d; set kafka.partitions to %d (a "
+			    "different count would move keys between partitions "
+			    "and break per-row order)", topic, have, partitions, have);
+	} else {
+		snprintf(err, errlen, "topic %s: create: %s", topic,
+		    cnt ? rd_kafka_topic_result_error_string(tr[0]) : "no result");
+	}
+out:
+	if (ev != NULL)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_NewTopic_destroy(nt);
+	return rc;
+}
+
+int
+kfk_ensure_topics(rd_kafka_t *rk, const struct cfg *cfg, char *err, size_t errlen)
+{
+	if (kfk_ensure_topic(rk, cfg->cdc_topic, cfg->partitions,
+	    cfg->replication_factor, err, errlen) < 0)
+		return -1;
+	return kfk_ensure_topic(rk, cfg->dlq_topic, 1, cfg->replication_factor,
+	    err, errlen);
+}

@@ -1,0 +1,102 @@
+/*
+ * worker.c - set-up and small services shared by the worker processes.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "log.h"
+
+volatile sig_atomic_t worker_stop;
+
+static void
+handle_stop_signal(int sig)
+{
+	(void)sig;
+	worker_stop = 1;
+}
+
+struct cfg *
+worker_setup(const char *kind, const char *path)
+{
+	char err[1024];
+	struct cfg *cfg;
+	struct sigaction sa;
+	enum log_level lvl;
+
+	log_init(kind);
+	cfg = cfg_load(path, err, sizeof(err));
+	if (cfg == NULL) {
+		log_error("configuration error: %s; fix the file and start again", err);
+		exit(CFG_EXIT_CONFIG);
+	}
+	if (log_level_parse(cfg->log_level, &lvl) == 0)
+		log_set_level(lvl);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handle_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);	/* the supervisor restarts us on reload */
+	return cfg;
+}
+
+int
+worker_sleep_ms(int ms)
+{
+	struct timespec ts;
+
+	while (ms > 0 && !worker_stop) {
+		int step = ms < 50 ? ms : 50;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)step * 1000000L;
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !worker_stop)
+			;
+		ms -= step;
+		worker_notify_alive(NULL);	/* sleeping on purpose is not hung */
+	}
+	return worker_stop ? 1 : 0;
+}
+
+int
+worker_backoff_ms(int attempt)
+{
+	int ms = 250;
+
+	while (attempt-- > 0 && ms < 10000)
+		ms *= 2;
+	return ms > 10000 ? 10000 : ms;
+}
+
+void
+worker_notify_ready(const char *status)
+{
+	if (status != NULL)
+		sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+	else
+		sd_notify(0, "READY=1");
+}
+
+void
+worker_notify_alive(const char *status)
+{
+	static time_t last;
+	time_t now = time(NULL);
+
+	if (now == last)
+		return;
+	last = now;
+	if (status != NULL)
+		sd_notifyf(0, "WATCHDOG=1\nSTATUS=%s", status);
+	else
+		sd_notify(0, "WATCHDOG=1");
+}

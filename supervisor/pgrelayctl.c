@@ -1,0 +1,98 @@
+/*
+ * pgrelayctl.c - talks to a running pgrelayd over its control socket
+ * (runtime_dir/pgrelayd.sock): no pid needed.
+ *
+ *   pgrelayctl [-c CONFIG | -s SOCKET] status [--json]
+ *   pgrelayctl [-c CONFIG | -s SOCKET] scale consumer +1|-1|N
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: pgrelayctl [-c CONFIG | -s SOCKET] status [--json]\n"
+	    "       pgrelayctl [-c CONFIG | -s SOCKET] scale consumer +1|-1|N\n"
+	    "The socket defaults to $RUNTIME_DIRECTORY/pgrelayd.sock, else\n"
+	    "supervisor.runtime_dir of CONFIG, else /run/pgrelay/pgrelayd.sock.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	char path[PATH_MAX] = "", cmd[256], err[1024], buf[4096];
+	const char *conf = NULL;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int ch, fd, failed = 0;
+	ssize_t n;
+
+	while ((ch = getopt(argc, argv, "c:s:h")) != -1) {
+		switch (ch) {
+		case 'c': conf = optarg; break;
+		case 's': snprintf(path, sizeof(path), "%s", optarg); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 64;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc >= 1 && strcmp(argv[0], "status") == 0 && argc <= 2) {
+		int json = argc == 2 && strcmp(argv[1], "--json") == 0;
+		if (argc == 2 && !json) {
+			usage(stderr);
+			return 64;
+		}
+		snprintf(cmd, sizeof(cmd), "%s\n", json ? "status json" : "status");
+	} else if (argc == 3 && strcmp(argv[0], "scale") == 0) {
+		snprintf(cmd, sizeof(cmd), "scale %s %s\n", argv[1], argv[2]);
+	} else {
+		usage(stderr);
+		return 64;
+	}
+
+	if (path[0] == '\0' && conf != NULL) {
+		struct cfg *cfg = cfg_load(conf, err, sizeof(err));
+		if (cfg == NULL) {
+			fprintf(stderr, "pgrelayctl: configuration error: %s\n", err);
+			return CFG_EXIT_CONFIG;
+		}
+		snprintf(path, sizeof(path), "%s/pgrelayd.sock", cfg->runtime_dir);
+		cfg_free(cfg);
+	}
+	if (path[0] == '\0') {
+		const char *rd = getenv("RUNTIME_DIRECTORY");
+		snprintf(path, sizeof(path), "%s/pgrelayd.sock", rd ? rd : "/run/pgrelay");
+	}
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "pgrelayctl: socket path too long: %s\n", path);
+		return 1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "pgrelayctl: cannot reach pgrelayd at %s: %s; is it "
+		    "running?\n", path, strerror(errno));
+		return 1;
+	}
+	if (write(fd, cmd, strlen(cmd)) < 0) {
+		fprintf(stderr, "pgrelayctl: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (strncmp(buf, "error:", 6) == 0)
+			failed = 1;
+		fwrite(buf, 1, (size_t)n, stdout);
+	}
+	close(fd);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,1123 @@
+/*
+ * supervisor.c - pgrelayd: forks, watches and restarts pgrelay's workers.
+ *
+ * NOTES
+ *
+ * Processes.  One slot per child in a fixed table; slots belong to pools
+ * (snapshot, producer, consumer).  The snapshot pool runs once: its exit 0
+ * means "done" and lets the producer pool start.  Each child is the worker
+ * program (pgrelay-KIND next to pgrelayd) exec'd after fork, so it starts
+ * clean: no librdkafka handle, libpq connection or descriptor of ours.
+ *
+ * One wait.  All signals are blocked and read from a signalfd; the loop
+ * waits in one poll() on the signalfd, the notify socket and the control
+ * socket, then handles, in this order: shutdown, reload, child exits,
+ * scaling, due restarts, watchdog, status.  No signal handler exists.
+ *
+ * Exit codes are a contract.  0: the child was asked to stop (or, for the
+ * snapshot, is done): not a crash.  78 (EX_CONFIG): never restarted; the
+ * pool stops.  Anything else, or a signal: a crash, restarted with a
+ * doubling back-off plus jitter per slot; more than restart_intensity
+ * crashes within restart_period_s stop the pool (an OTP supervisor's
+ * intensity), and pgrelayd exits 1 when the pipeline can no longer run, so
+ * that systemd's Restart= takes over.
+ *
+ * Liveness.  Children speak the sd_notify protocol to a datagram socket of
+ * pgrelayd's (NOTIFY_SOCKET in their environment; SO_PASSCRED names the
+ * sender).  A child silent for watchdog_s is killed and restarted.  Towards
+ * systemd pgrelayd sends READY=1, STATUS=, WATCHDOG=1 (only while every
+ * pool is healthy), RELOADING=1 and STOPPING=1.
+ *
+ * Config.  The file is validated and copied to runtime_dir/active.conf;
+ * children read that copy.  SIGHUP validates the file again: a bad file is
+ * rejected with its error and the running copy stays; a good one replaces
+ * the copy and every child is restarted gracefully, one pool at a time.
+ * The consumer count scaled by SIGUSR1/SIGUSR2 survives a reload unless the
+ * file's consumer.count itself changed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+#define MAX_SLOTS 64
+#define STATUS_LEN 160
+
+enum pool_id { POOL_SNAPSHOT, POOL_PRODUCER, POOL_CONSUMER, NPOOLS };
+
+static const char *const pool_names[NPOOLS] = { "snapshot", "producer", "consumer" };
+
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_RUNNING,		/* pid is alive */
+	SLOT_BACKOFF,		/* waiting for restart_at */
+	SLOT_DONE,		/* finished for good (snapshot done, pool stopped) */
+};
+
+struct slot {
+	enum slot_state state;
+	enum pool_id pool;
+	int index;		/* within the pool, 0-based, for names */
+	pid_t pid;
+	int exiting;		/* asked to stop: do not restart */
+	int reloading;		/* asked to stop for a reload: restart at once */
+	double started;		/* monotonic seconds */
+	double last_alive;
+	double restart_at;
+	double term_sent;
+	int restarts;
+	int crashes_in_row;	/* for the back-off; reset after a good run */
+	char status[STATUS_LEN];
+};
+
+struct pool {
+	int want;		/* how many slots should run */
+	int min, max;
+	int stopped;		/* given up on: too many crashes or a config error */
+	double crash_times[1000];	/* ring of recent crash times */
+	int ncrash;
+};
+
+struct sup {
+	struct cfg *cfg;
+	const char *conf_path;
+	char active_conf[PATH_MAX];
+	char bin_dir[PATH_MAX];
+	char notify_path[PATH_MAX];
+	char control_path[PATH_MAX];
+	int sfd, nfd, cfd;
+	sigset_t oldmask;
+	struct slot slots[MAX_SLOTS];
+	struct pool pools[NPOOLS];
+	int shutting_down;
+	double shutdown_at;
+	int exit_code;
+	int ready_sent;
+	double last_status;
+	double last_watchdog;
+	uint64_t watchdog_usec;
+	int pending_reload, pending_usr1, pending_usr2, pending_stop;
+	pid_t self;
+};
+
+static double
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- configuration copy ------------------------------------------------ */
+
+/* Copies src to dst atomically (write a temporary, rename). */
+static int
+copy_file(const char *src, const char *dst, char *err, size_t errlen)
+{
+	char tmp[PATH_MAX + 8], buf[8192];
+	int in, out;
+	ssize_t n;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", dst);
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		snprintf(err, errlen, "%s: %s", src, strerror(errno));
+		return -1;
+	}
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		snprintf(err, errlen, "%.400s: %s", tmp, strerror(errno));
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0) {
+		if (write(out, buf, (size_t)n) != n) {
+			snprintf(err, errlen, "%.400s: %s", tmp, strerror(errno));
+			close(in);
+			close(out);
+			return -1;
+		}
+	}
+	close(in);
+	if (n < 0 || close(out) < 0 || rename(tmp, dst) < 0) {
+		snprintf(err, errlen, "%s: %s", dst, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Validates path and makes it the active copy.  New config or NULL. */
+static struct cfg *
+load_config(struct sup *s, char *err, size_t errlen)
+{
+	struct cfg *cfg = cfg_load(s->conf_path, err, errlen);
+
+	if (cfg == NULL)
+		return NULL;
+	if (s->active_conf[0] == '\0') {
+		if (mkdir(cfg->runtime_dir, 0700) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s:1: supervisor.runtime_dir: cannot create "
+			    "%s: %s", s->conf_path, cfg->runtime_dir, strerror(errno));
+			cfg_free(cfg);
+			return NULL;
+		}
+		snprintf(s->active_conf, sizeof(s->active_conf), "%s/active.conf",
+		    cfg->runtime_dir);
+	}
+	if (copy_file(s->conf_path, s->active_conf, err, errlen) < 0) {
+		cfg_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+static int
+bind_unix(int type, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	chmod(path, 0600);
+	return fd;
+}
+
+static int
+open_sockets(struct sup *s, char *err, size_t errlen)
+{
+	int one = 1;
+
+	snprintf(s->notify_path, sizeof(s->notify_path), "%s/notify.sock",
+	    s->cfg->runtime_dir);
+	snprintf(s->control_path, sizeof(s->control_path), "%s/pgrelayd.sock",
+	    s->cfg->runtime_dir);
+	s->nfd = bind_unix(SOCK_DGRAM, s->notify_path, err, errlen);
+	if (s->nfd < 0)
+		return -1;
+	if (setsockopt(s->nfd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
+		snprintf(err, errlen, "SO_PASSCRED: %s", strerror(errno));
+		return -1;
+	}
+	s->cfd = bind_unix(SOCK_STREAM, s->control_path, err, errlen);
+	if (s->cfd < 0)
+		return -1;
+	if (listen(s->cfd, 16) < 0) {
+		snprintf(err, errlen, "listen %.400s: %s", s->control_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- slots and pools ---------------------------------------------------- */
+
+static int
+pool_running(const struct sup *s, enum pool_id p)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (s->slots[i].pool == p && s->slots[i].state != SLOT_FREE &&
+		    s->slots[i].state != SLOT_DONE && !s->slots[i].exiting)
+			n++;
+	return n;
+}
+
+static struct slot *
+slot_alloc(struct sup *s, enum pool_id p)
+{
+	int used[MAX_SLOTS] = { 0 };
+
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (s->slots[i].state != SLOT_FREE && s->slots[i].pool == p)
+			used[s->slots[i].index] = 1;
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		if (s->slots[i].state == SLOT_FREE) {
+			struct slot *sl = &s->slots[i];
+			memset(sl, 0, sizeof(*sl));
+			sl->pool = p;
+			while (used[sl->index])
+				sl->index++;
+			return sl;
+		}
+	}
+	return NULL;
+}
+
+static void
+spawn(struct sup *s, struct slot *sl)
+{
+	char prog[PATH_MAX + 32], notify[PATH_MAX + 16];
+	pid_t pid;
+
+	snprintf(prog, sizeof(prog), "%s/pgrelay-%s", s->bin_dir, pool_names[sl->pool]);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		log_error("fork for %s %d: %s; retrying", pool_names[sl->pool],
+		    sl->index, strerror(errno));
+		sl->state = SLOT_BACKOFF;
+		sl->restart_at = mono_now() + 1.0;
+		return;
+	}
+	if (pid == 0) {
+		/* Child: default signal dispositions and mask, our env, exec.
+		 * If pgrelayd dies (even by kill -9) the child is asked to stop,
+		 * so no worker outlives its supervisor. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != s->self)
+			_exit(0);
+		for (int sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
+		snprintf(notify, sizeof(notify), "%s", s->notify_path);
+		setenv("NOTIFY_SOCKET", notify, 1);
+		unsetenv("WATCHDOG_USEC");
+		unsetenv("WATCHDOG_PID");
+		execl(prog, prog, "-c", s->active_conf, (char *)NULL);
+		log_error("exec %s: %s; is pgrelay installed completely?", prog,
+		    strerror(errno));
+		_exit(127);
+	}
+	sl->pid = pid;
+	sl->state = SLOT_RUNNING;
+	sl->started = sl->last_alive = mono_now();
+	sl->exiting = sl->reloading = 0;
+	sl->term_sent = 0;
+	sl->status[0] = '\0';
+	log_info("started %s %d (pid %ld)", pool_names[sl->pool], sl->index, (long)pid);
+}
+
+static void
+signal_slot(struct slot *sl, int sig)
+{
+	if (sl->state == SLOT_RUNNING && sl->pid > 0) {
+		kill(sl->pid, sig);
+		if (sig == SIGTERM)
+			sl->term_sent = mono_now();
+	}
+}
+
+/* Stops the newest running slot of pool p gracefully. */
+static void
+stop_newest(struct sup *s, enum pool_id p)
+{
+	struct slot *newest = NULL;
+
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *sl = &s->slots[i];
+		if (sl->pool == p && sl->state != SLOT_FREE && sl->state != SLOT_DONE &&
+		    !sl->exiting && (newest == NULL || sl->index > newest->index))
+			newest = sl;
+	}
+	if (newest == NULL)
+		return;
+	newest->exiting = 1;
+	if (newest->state == SLOT_RUNNING) {
+		log_info("stopping %s %d (pid %ld) gracefully", pool_names[p],
+		    newest->index, (long)newest->pid);
+		signal_slot(newest, SIGTERM);
+	} else {
+		newest->state = SLOT_FREE;
+	}
+}
+
+/* Brings every pool to its wanted size. */
+static void
+reconcile(struct sup *s)
+{
+	if (s->shutting_down)
+		return;
+	for (int p = 0; p < NPOOLS; p++) {
+		struct pool *pl = &s->pools[p];
+		int want = pl->stopped ? 0 : pl->want;
+
+		if (p == POOL_PRODUCER) {
+			/* The producer starts once the snapshot is done. */
+			for (int i = 0; i < MAX_SLOTS; i++)
+				if (s->slots[i].pool == POOL_SNAPSHOT &&
+				    s->slots[i].state != SLOT_FREE &&
+				    s->slots[i].state != SLOT_DONE)
+					want = 0;
+		}
+		if (p == POOL_SNAPSHOT) {
+			int done = 0;
+			for (int i = 0; i < MAX_SLOTS; i++)
+				if (s->slots[i].pool == POOL_SNAPSHOT &&
+				    s->slots[i].state == SLOT_DONE)
+					done = 1;
+			if (done)
+				continue;
+		}
+		while (pool_running(s, (enum pool_id)p) < want) {
+			struct slot *sl = slot_alloc(s, (enum pool_id)p);
+			if (sl == NULL) {
+				log_error("no free slot for %s; raise MAX_SLOTS", pool_names[p]);
+				break;
+			}
+			spawn(s, sl);
+		}
+		while (pool_running(s, (enum pool_id)p) > want)
+			stop_newest(s, (enum pool_id)p);
+	}
+}
+
+/* ---- child exits --------------------------------------------------------- */
+
+static void
+describe_exit(int status, char *buf, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exited with code %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "was killed by signal %d (%s)%s", WTERMSIG(status),
+		    strsignal(WTERMSIG(status)),
+		    WCOREDUMP(status) ? ", core dumped" : "");
+	else
+		snprintf(buf, len, "ended with status 0x%x", status);
+}
+
+static double
+backoff_s(const struct sup *s, int crashes)
+{
+	double ms = s->cfg->sup_backoff_initial_ms;
+
+	for (int i = 1; i < crashes && ms < s->cfg->sup_backoff_max_ms; i++)
+		ms *= 2;
+	if (ms > s->cfg->sup_backoff_max_ms)
+		ms = s->cfg->sup_backoff_max_ms;
+	/* +-20% jitter so that restarts across hosts do not line up */
+	ms *= 0.8 + 0.4 * ((double)rand() / RAND_MAX);
+	return ms / 1000.0;
+}
+
+/* Records a crash; 1 if the pool has now crashed too often. */
+static int
+pool_crash(struct sup *s, struct pool *pl, double now)
+{
+	int recent = 0;
+
+	pl->crash_times[pl->ncrash++ % 1000] = now;
+	for (int i = 0; i < pl->ncrash && i < 1000; i++)
+		if (now - pl->crash_times[i] <= s->cfg->sup_restart_period_s)
+			recent++;
+	return recent > s->cfg->sup_restart_intensity;
+}
+
+static void
+handle_exit(struct sup *s, struct slot *sl, int status)
+{
+	char how[128];
+	double now = mono_now();
+	struct pool *pl = &s->pools[sl->pool];
+	const char *name = pool_names[sl->pool];
+
+	describe_exit(status, how, sizeof(how));
+	sl->pid = 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		log_info("%s %d %s", name, sl->index, how);
+		if (sl->pool == POOL_SNAPSHOT && !sl->exiting) {
+			sl->state = SLOT_DONE;
+			log_info("snapshot done; starting the producer");
+			return;
+		}
+		if (sl->exiting || s->shutting_down) {
+			sl->state = SLOT_FREE;
+			return;
+		}
+		if (sl->reloading) {
+			sl->state = SLOT_BACKOFF;
+			sl->restart_at = now;
+			return;
+		}
+		log_warn("%s %d stopped without being asked; restarting it", name,
+		    sl->index);
+		sl->state = SLOT_BACKOFF;
+		sl->restart_at = now + s->cfg->sup_backoff_initial_ms / 1000.0;
+		return;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == CFG_EXIT_CONFIG) {
+		log_error("%s %d %s: a configuration error; the %s pool is stopped "
+		    "and not restarted; fix the config and reload", name, sl->index,
+		    how, name);
+		sl->state = SLOT_DONE;
+		pl->stopped = 1;
+		return;
+	}
+	if (s->shutting_down || sl->exiting) {
+		log_info("%s %d %s while stopping", name, sl->index, how);
+		sl->state = SLOT_FREE;
+		return;
+	}
+	if (now - sl->started > 60)
+		sl->crashes_in_row = 0;
+	sl->crashes_in_row++;
+	sl->restarts++;
+	if (pool_crash(s, pl, now)) {
+		log_error("%s %d %s; more than %d crashes of the %s pool within %ds: "
+		    "the pool is stopped; look at the errors above, fix the cause and "
+		    "restart pgrelayd", name, sl->index, how,
+		    s->cfg->sup_restart_intensity, name, s->cfg->sup_restart_period_s);
+		pl->stopped = 1;
+		sl->state = SLOT_DONE;
+		return;
+	}
+	sl->state = SLOT_BACKOFF;
+	sl->restart_at = now + backoff_s(s, sl->crashes_in_row);
+	log_warn("%s %d %s (crash %d in a row); restarting in %.1fs", name,
+	    sl->index, how, sl->crashes_in_row, sl->restart_at - now);
+}
+
+static void
+reap_children(struct sup *s)
+{
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (int i = 0; i < MAX_SLOTS; i++) {
+			if (s->slots[i].state == SLOT_RUNNING && s->slots[i].pid == pid) {
+				handle_exit(s, &s->slots[i], status);
+				break;
+			}
+		}
+	}
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+static void
+read_signals(struct sup *s)
+{
+	struct signalfd_siginfo si;
+
+	while (read(s->sfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT: s->pending_stop = 1; break;
+		case SIGHUP: s->pending_reload = 1; break;
+		case SIGUSR1: s->pending_usr1++; break;
+		case SIGUSR2: s->pending_usr2++; break;
+		case SIGCHLD: break;	/* reaped every round */
+		default: break;
+		}
+	}
+}
+
+static void
+process_shutdown(struct sup *s)
+{
+	if (!s->pending_stop || s->shutting_down)
+		return;
+	s->shutting_down = 1;
+	s->shutdown_at = mono_now();
+	sd_notify(0, "STOPPING=1\nSTATUS=draining");
+	log_info("stopping: asking every worker to finish (up to %ds)",
+	    s->cfg->sup_drain_timeout_s);
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *sl = &s->slots[i];
+		if (sl->state == SLOT_RUNNING) {
+			sl->exiting = 1;
+			signal_slot(sl, SIGTERM);
+		} else if (sl->state == SLOT_BACKOFF) {
+			sl->state = SLOT_FREE;
+		}
+	}
+}
+
+static void
+process_reload(struct sup *s)
+{
+	char err[1024];
+	struct cfg *ncfg;
+
+	if (!s->pending_reload || s->shutting_down)
+		return;
+	s->pending_reload = 0;
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64,
+	    (uint64_t)(mono_now() * 1e6));
+	ncfg = load_config(s, err, sizeof(err));
+	if (ncfg == NULL) {
+		log_error("reload rejected, the running configuration stays: %s", err);
+		sd_notify(0, "READY=1\nSTATUS=reload rejected: config error");
+		return;
+	}
+	struct pool *cp = &s->pools[POOL_CONSUMER];
+	int scaled = cp->want;
+	if (ncfg->consumer_count != s->cfg->consumer_count)
+		scaled = ncfg->consumer_count;
+	if (scaled < ncfg->consumer_min)
+		scaled = ncfg->consumer_min;
+	if (scaled > ncfg->consumer_max)
+		scaled = ncfg->consumer_max;
+	cp->min = ncfg->consumer_min;
+	cp->max = ncfg->consumer_max;
+	log_info("reloaded %s: consumers %d -> %d (min %d, max %d); restarting "
+	    "workers gracefully", s->conf_path, cp->want, scaled, cp->min, cp->max);
+	cp->want = scaled;
+	cfg_free(s->cfg);
+	s->cfg = ncfg;
+	for (int p = 0; p < NPOOLS; p++)
+		s->pools[p].stopped = 0;	/* a reload is the operator's retry */
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *sl = &s->slots[i];
+		if (sl->state == SLOT_RUNNING && !sl->exiting) {
+			sl->reloading = 1;
+			signal_slot(sl, SIGTERM);
+		} else if (sl->state == SLOT_DONE && sl->pool != POOL_SNAPSHOT) {
+			sl->state = SLOT_FREE;
+		}
+	}
+	sd_notify(0, "READY=1");
+}
+
+static void
+process_scaling(struct sup *s)
+{
+	struct pool *cp = &s->pools[POOL_CONSUMER];
+
+	for (; s->pending_usr1 > 0; s->pending_usr1--) {
+		if (s->shutting_down)
+			continue;
+		if (cp->want >= cp->max) {
+			log_warn("SIGUSR1: already at consumer.max %d consumers", cp->max);
+			continue;
+		}
+		cp->want++;
+		log_info("SIGUSR1: scaling consumers up to %d", cp->want);
+	}
+	for (; s->pending_usr2 > 0; s->pending_usr2--) {
+		if (s->shutting_down)
+			continue;
+		if (cp->want <= cp->min) {
+			log_warn("SIGUSR2: already at consumer.min %d consumers", cp->min);
+			continue;
+		}
+		cp->want--;
+		log_info("SIGUSR2: scaling consumers down to %d", cp->want);
+	}
+}
+
+static void
+process_restarts(struct sup *s)
+{
+	double now = mono_now();
+
+	if (s->shutting_down)
+		return;
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *sl = &s->slots[i];
+		if (sl->state == SLOT_BACKOFF && now >= sl->restart_at) {
+			if (s->pools[sl->pool].stopped || sl->exiting)
+				sl->state = SLOT_FREE;
+			else
+				spawn(s, sl);
+		}
+	}
+}
+
+static void
+process_watchdog(struct sup *s)
+{
+	double now = mono_now();
+
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *sl = &s->slots[i];
+		if (sl->state != SLOT_RUNNING)
+			continue;
+		if (sl->term_sent > 0 && now - sl->term_sent > s->cfg->sup_drain_timeout_s) {
+			log_warn("%s %d (pid %ld) did not stop within %ds; killing it",
+			    pool_names[sl->pool], sl->index, (long)sl->pid,
+			    s->cfg->sup_drain_timeout_s);
+			kill(sl->pid, SIGKILL);
+			sl->term_sent = now;
+		} else if (sl->term_sent == 0 &&
+		    now - sl->last_alive > s->cfg->sup_watchdog_s) {
+			log_error("%s %d (pid %ld) sent no keep-alive for %ds: hung; "
+			    "killing and restarting it", pool_names[sl->pool], sl->index,
+			    (long)sl->pid, s->cfg->sup_watchdog_s);
+			kill(sl->pid, SIGKILL);
+			/* reaped as a crash (signal 9) */
+			sl->last_alive = now;
+		}
+	}
+}
+
+/* ---- notify socket ------------------------------------------------------- */
+
+static void
+read_notifications(struct sup *s)
+{
+	char buf[1024];
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(struct ucred))];
+	} ctl;
+
+	for (;;) {
+		struct iovec iov = { buf, sizeof(buf) - 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+		    .msg_control = &ctl, .msg_controllen = sizeof(ctl) };
+		ssize_t n = recvmsg(s->nfd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		struct ucred *cred = NULL;
+
+		if (n < 0)
+			return;
+		buf[n] = '\0';
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS)
+				cred = (struct ucred *)CMSG_DATA(c);
+		if (cred == NULL)
+			continue;
+		for (int i = 0; i < MAX_SLOTS; i++) {
+			struct slot *sl = &s->slots[i];
+			if (sl->state != SLOT_RUNNING || sl->pid != cred->pid)
+				continue;
+			sl->last_alive = mono_now();
+			char *st = strstr(buf, "STATUS=");
+			if (st != NULL) {
+				st += 7;
+				size_t len = strcspn(st, "\n");
+				if (len >= sizeof(sl->status))
+					len = sizeof(sl->status) - 1;
+				memcpy(sl->status, st, len);
+				sl->status[len] = '\0';
+			}
+			break;
+		}
+	}
+}
+
+/* ---- status ---------------------------------------------------------------- */
+
+/* Sums "key=N" over the children's status texts. */
+static long long
+status_sum(const struct sup *s, const char *key)
+{
+	long long sum = 0;
+	size_t kl = strlen(key);
+
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		const char *p = s->slots[i].status;
+		if (s->slots[i].state != SLOT_RUNNING)
+			continue;
+		while ((p = strstr(p, key)) != NULL) {
+			if ((p == s->slots[i].status || p[-1] == ' ') && p[kl] == '=') {
+				sum += strtoll(p + kl + 1, NULL, 10);
+				break;
+			}
+			p += kl;
+		}
+	}
+	return sum;
+}
+
+static const char *
+slot_state_name(const struct slot *sl)
+{
+	switch (sl->state) {
+	case SLOT_RUNNING: return sl->exiting ? "stopping" : "running";
+	case SLOT_BACKOFF: return "restarting";
+	case SLOT_DONE: return sl->pool == POOL_SNAPSHOT ? "done" : "stopped";
+	default: return "free";
+	}
+}
+
+static json_t *
+status_json(const struct sup *s)
+{
+	json_t *children = json_array();
+	json_t *pools = json_object();
+	double now = mono_now();
+
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		const struct slot *sl = &s->slots[i];
+		if (sl->state == SLOT_FREE)
+			continue;
+		json_array_append_new(children, json_pack("{s:s, s:i, s:I, s:s, s:f, s:i, s:s}",
+		    "kind", pool_names[sl->pool], "index", sl->index,
+		    "pid", (json_int_t)(sl->state == SLOT_RUNNING ? sl->pid : 0),
+		    "state", slot_state_name(sl),
+		    "uptime_s", sl->state == SLOT_RUNNING ? now - sl->started : 0.0,
+		    "restarts", sl->restarts, "status", sl->status));
+	}
+	for (int p = 0; p < NPOOLS; p++)
+		json_object_set_new(pools, pool_names[p], json_pack("{s:i, s:i, s:i, s:i, s:b}",
+		    "want", s->pools[p].want, "running", pool_running(s, (enum pool_id)p),
+		    "min", s->pools[p].min, "max", s->pools[p].max,
+		    "stopped", s->pools[p].stopped));
+	return json_pack("{s:I, s:o, s:o, s:I, s:I, s:b}",
+	    "pid", (json_int_t)getpid(), "pools", pools, "children", children,
+	    "consumer_lag", (json_int_t)status_sum(s, "lag"),
+	    "dlq", (json_int_t)status_sum(s, "dlq"),
+	    "stopping", s->shutting_down);
+}
+
+static void
+status_text(const struct sup *s, char *buf, size_t len)
+{
+	size_t n = 0;
+	double now = mono_now();
+
+	n += (size_t)snprintf(buf + n, len - n, "pgrelayd pid %ld%s\n", (long)getpid(),
+	    s->shutting_down ? " (stopping)" : "");
+	for (int p = 0; p < NPOOLS && n < len; p++)
+		n += (size_t)snprintf(buf + n, len - n, "pool %-9s want %d running %d "
+		    "(min %d max %d)%s\n", pool_names[p], s->pools[p].want,
+		    pool_running(s, (enum pool_id)p), s->pools[p].min, s->pools[p].max,
+		    s->pools[p].stopped ? " STOPPED" : "");
+	for (int i = 0; i < MAX_SLOTS && n < len; i++) {
+		const struct slot *sl = &s->slots[i];
+		if (sl->state == SLOT_FREE)
+			continue;
+		n += (size_t)snprintf(buf + n, len - n, "%-9s %2d pid %-7ld %-10s up %6.0fs "
+		    "restarts %d  %s\n", pool_names[sl->pool], sl->index,
+		    (long)(sl->state == SLOT_RUNNING ? sl->pid : 0), slot_state_name(sl),
+		    sl->state == SLOT_RUNNING ? now - sl->started : 0.0, sl->restarts,
+		    sl->status);
+	}
+	if (n < len)
+		snprintf(buf + n, len - n, "consumer lag %lld, dlq %lld\n",
+		    status_sum(s, "lag"), status_sum(s, "dlq"));
+}
+
+static void
+notify_status(struct sup *s)
+{
+	double now = mono_now();
+	int healthy = 1;
+
+	if (now - s->last_status >= s->cfg->sup_status_interval_s) {
+		s->last_status = now;
+		sd_notifyf(0, "STATUS=producer %d, consumers %d/%d, lag %lld, dlq %lld%s",
+		    pool_running(s, POOL_PRODUCER), pool_running(s, POOL_CONSUMER),
+		    s->pools[POOL_CONSUMER].want, status_sum(s, "lag"),
+		    status_sum(s, "dlq"), s->shutting_down ? ", stopping" : "");
+	}
+	for (int p = 0; p < NPOOLS; p++)
+		if (s->pools[p].stopped)
+			healthy = 0;
+	if (!s->ready_sent) {
+		int up = pool_running(s, POOL_SNAPSHOT) + pool_running(s, POOL_PRODUCER) > 0;
+		if (up) {
+			sd_notify(0, "READY=1");
+			s->ready_sent = 1;
+		}
+	}
+	if (s->watchdog_usec > 0 && healthy &&
+	    (now - s->last_watchdog) * 1e6 >= (double)s->watchdog_usec / 2) {
+		sd_notify(0, "WATCHDOG=1");
+		s->last_watchdog = now;
+	}
+	/* A long snapshot keeps systemd from timing the start out. */
+	if (!s->ready_sent && pool_running(s, POOL_SNAPSHOT) > 0)
+		sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%d", 30 * 1000000);
+}
+
+/* ---- control socket ------------------------------------------------------ */
+
+static void
+control_reply(int fd, const char *text)
+{
+	size_t len = strlen(text), off = 0;
+
+	while (off < len) {
+		ssize_t w = write(fd, text + off, len - off);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+static void
+handle_control(struct sup *s)
+{
+	int fd = accept4(s->cfd, NULL, NULL, SOCK_CLOEXEC);
+	char line[256] = "", out[16384];
+	struct timeval tv = { 0, 200000 };
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	n = read(fd, line, sizeof(line) - 1);
+	if (n > 0) {
+		line[n] = '\0';
+		line[strcspn(line, "\r\n")] = '\0';
+	}
+	if (strcmp(line, "status") == 0) {
+		status_text(s, out, sizeof(out));
+		control_reply(fd, out);
+	} else if (strcmp(line, "status json") == 0) {
+		json_t *j = status_json(s);
+		char *txt = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+		control_reply(fd, txt ? txt : "{}");
+		control_reply(fd, "\n");
+		free(txt);
+		json_decref(j);
+	} else if (strncmp(line, "scale ", 6) == 0) {
+		char pool[32], arg[32];
+		if (sscanf(line + 6, "%31s %31s", pool, arg) != 2 ||
+		    strcmp(pool, "consumer") != 0) {
+			control_reply(fd, "error: usage: scale consumer +1|-1|N\n");
+		} else {
+			struct pool *cp = &s->pools[POOL_CONSUMER];
+			char *end;
+			long v = strtol(arg, &end, 10);
+			long target = (arg[0] == '+' || arg[0] == '-') ? cp->want + v : v;
+			if (*end != '\0' || end == arg) {
+				control_reply(fd, "error: not a number\n");
+			} else if (target < cp->min || target > cp->max) {
+				snprintf(out, sizeof(out), "error: %ld is outside [min %d, max %d]\n",
+				    target, cp->min, cp->max);
+				control_reply(fd, out);
+			} else {
+				log_info("control: scaling consumers %d -> %ld", cp->want, target);
+				cp->want = (int)target;
+				snprintf(out, sizeof(out), "ok: consumer %ld\n", target);
+				control_reply(fd, out);
+			}
+		}
+	} else {
+		control_reply(fd, "error: commands: status | status json | scale consumer +1|-1|N\n");
+	}
+	close(fd);
+}
+
+/* ---- main loop ------------------------------------------------------------ */
+
+static int
+all_stopped(const struct sup *s)
+{
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (s->slots[i].state == SLOT_RUNNING)
+			return 0;
+	return 1;
+}
+
+/* The pipeline cannot run when the producer or every consumer is given up. */
+static int
+pipeline_dead(const struct sup *s)
+{
+	return s->pools[POOL_SNAPSHOT].stopped || s->pools[POOL_PRODUCER].stopped ||
+	    (s->pools[POOL_CONSUMER].stopped && s->pools[POOL_CONSUMER].want > 0);
+}
+
+static int
+supervise(struct sup *s)
+{
+	struct pollfd pfd[3] = {
+		{ .fd = s->sfd, .events = POLLIN },
+		{ .fd = s->nfd, .events = POLLIN },
+		{ .fd = s->cfd, .events = POLLIN },
+	};
+
+	reconcile(s);
+	for (;;) {
+		int r = poll(pfd, 3, 200);
+
+		if (r < 0 && errno != EINTR) {
+			log_error("poll: %s", strerror(errno));
+			return 1;
+		}
+		if (pfd[0].revents & POLLIN)
+			read_signals(s);
+		if (pfd[1].revents & POLLIN)
+			read_notifications(s);
+
+		process_shutdown(s);
+		process_reload(s);
+		reap_children(s);
+		process_scaling(s);
+		process_restarts(s);
+		reconcile(s);
+		process_watchdog(s);
+		notify_status(s);
+		if (pfd[2].revents & POLLIN)
+			handle_control(s);
+
+		if (!s->shutting_down && pipeline_dead(s)) {
+			log_error("the pipeline cannot run with a stopped pool; stopping "
+			    "everything and exiting 1 so that the service manager can "
+			    "restart pgrelayd");
+			s->pending_stop = 1;
+			s->exit_code = 1;
+		}
+		if (s->shutting_down) {
+			if (all_stopped(s))
+				return s->exit_code;
+			if (mono_now() - s->shutdown_at > s->cfg->sup_drain_timeout_s + 5) {
+				log_error("workers still running after the drain timeout; "
+				    "killing them");
+				for (int i = 0; i < MAX_SLOTS; i++)
+					if (s->slots[i].state == SLOT_RUNNING)
+						kill(s->slots[i].pid, SIGKILL);
+				s->shutdown_at = mono_now();
+			}
+		}
+	}
+}
+
+static int
+find_bin_dir(char *buf, size_t len)
+{
+	const char *env = getenv("PGRELAY_BIN_DIR");
+	char exe[PATH_MAX];
+	ssize_t n;
+
+	if (env != NULL && env[0] != '\0') {
+		snprintf(buf, len, "%s", env);
+		return 0;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (slash == NULL)
+		return -1;
+	*slash = '\0';
+	snprintf(buf, len, "%s", exe);
+	return 0;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: pgrelayd -c CONFIG [-t]\n"
+	    "Runs the pgrelay pipeline in the foreground: snapshot, producer and\n"
+	    "consumers, restarting them on crash.  -t only checks the config.\n"
+	    "Signals: HUP reload, USR1 one more consumer, USR2 one less,\n"
+	    "TERM/INT drain and stop.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sup s = { .sfd = -1, .nfd = -1, .cfd = -1 };
+	char err[1024];
+	int ch, check_only = 0, rc;
+	sigset_t all;
+	const char *wd;
+
+	while ((ch = getopt(argc, argv, "c:th")) != -1) {
+		switch (ch) {
+		case 'c': s.conf_path = optarg; break;
+		case 't': check_only = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 64;
+		}
+	}
+	if (s.conf_path == NULL) {
+		usage(stderr);
+		return 64;
+	}
+	log_init("pgrelayd");
+	if (check_only) {
+		struct cfg *cfg = cfg_load(s.conf_path, err, sizeof(err));
+		if (cfg == NULL) {
+			log_error("configuration error: %s", err);
+			return CFG_EXIT_CONFIG;
+		}
+		printf("%s: configuration is valid\n", s.conf_path);
+		cfg_free(cfg);
+		return 0;
+	}
+	s.cfg = load_config(&s, err, sizeof(err));
+	if (s.cfg == NULL) {
+		log_error("configuration error: %s; nothing started", err);
+		return CFG_EXIT_CONFIG;
+	}
+	enum log_level lvl;
+	if (log_level_parse(s.cfg->log_level, &lvl) == 0)
+		log_set_level(lvl);
+	if (find_bin_dir(s.bin_dir, sizeof(s.bin_dir)) < 0) {
+		log_error("cannot find the worker programs; set PGRELAY_BIN_DIR");
+		return 1;
+	}
+
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigprocmask(SIG_BLOCK, &all, &s.oldmask);
+	sigemptyset(&all);
+	sigaddset(&all, SIGTERM);
+	sigaddset(&all, SIGINT);
+	sigaddset(&all, SIGHUP);
+	sigaddset(&all, SIGUSR1);
+	sigaddset(&all, SIGUSR2);
+	sigaddset(&all, SIGCHLD);
+	s.sfd = signalfd(-1, &all, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (s.sfd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	if (open_sockets(&s, err, sizeof(err)) < 0) {
+		log_error("%s; check supervisor.runtime_dir", err);
+		return 1;
+	}
+	wd = getenv("WATCHDOG_USEC");
+	if (wd != NULL)
+		s.watchdog_usec = strtoull(wd, NULL, 10);
+	srand((unsigned)getpid() ^ (unsigned)time(NULL));
+	s.self = getpid();
+
+	s.pools[POOL_SNAPSHOT] = (struct pool){ .want = 1, .min = 1, .max = 1 };
+	s.pools[POOL_PRODUCER] = (struct pool){ .want = 1, .min = 1, .max = 1 };
+	s.pools[POOL_CONSUMER] = (struct pool){ .want = s.cfg->consumer_count,
+	    .min = s.cfg->consumer_min, .max = s.cfg->consumer_max };
+	log_info("starting: config %s, workers from %s, control socket %s",
+	    s.conf_path, s.bin_dir, s.control_path);
+
+	rc = supervise(&s);
+
+	log_info("stopped (exit %d)", rc);
+	unlink(s.notify_path);
+	unlink(s.control_path);
+	close(s.sfd);
+	close(s.nfd);
+	close(s.cfd);
+	cfg_free(s.cfg);
+	return rc;
+}

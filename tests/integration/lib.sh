@@ -1,0 +1,181 @@
+# lib.sh - shared helpers for the integration tests (bash, TAP output).
+#
+# Sourced by tests/integration/*.t.  Needs the local stack (scripts/stack up);
+# takes the brokers and DSNs from `scripts/stack env` unless they are set.
+# Every test gets its own topics and consumer group (named after the test
+# and its pid) and resets the pipeline's tables on A and B first, so tests
+# run in any order.  Workers started with start_worker are killed on exit.
+
+set -u
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${PGRELAY_BIN:-$ROOT/build}
+if [ -z "${PGRELAY_SOURCE_DSN:-}" ]; then
+	eval "$("$ROOT/scripts/stack" env)"
+fi
+export PGRELAY_KAFKA_BROKERS PGRELAY_SOURCE_DSN PGRELAY_TARGET_DSN
+# The sanitizer build: abort loudly on any finding, no leak noise from exit().
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+T_NAME=$(basename "$0" .t)
+T_DIR=$(mktemp -d "/tmp/pgrelay-$T_NAME.XXXXXX")
+T_TOPIC="t.$T_NAME.$$"
+T_DLQ="t.$T_NAME.$$.dlq"
+T_GROUP="t-$T_NAME-$$"
+T_N=0
+T_FAILED=0
+declare -A T_PIDS=()
+
+ok() {		# ok CONDITION-EXIT-CODE DESCRIPTION
+	local rc=$1; shift
+	T_N=$((T_N + 1))
+	if [ "$rc" -eq 0 ]; then
+		echo "ok $T_N - $*"
+	else
+		echo "not ok $T_N - $*"
+		T_FAILED=$((T_FAILED + 1))
+	fi
+	return "$rc"
+}
+
+is() {		# is GOT WANT DESCRIPTION
+	local got=$1 want=$2; shift 2
+	if [ "$got" = "$want" ]; then
+		ok 0 "$*"
+	else
+		ok 1 "$*"
+		echo "#   got:      '$got'"
+		echo "#   expected: '$want'"
+		return 1
+	fi
+}
+
+diag() { echo "# $*"; }
+
+done_testing() {
+	echo "1..$T_N"
+	[ "$T_FAILED" -eq 0 ]
+}
+
+qa() { psql "$PGRELAY_SOURCE_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+qb() { psql "$PGRELAY_TARGET_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+# write_config FILE [extra libconfig text appended inside groups via sed]
+write_config() {
+	local f=${1:-$T_DIR/pgrelay.conf}
+	cat > "$f" <<CONF
+log = { level = "info"; };
+kafka = {
+  brokers = "$PGRELAY_KAFKA_BROKERS";
+  cdc_topic = "$T_TOPIC";
+  dlq_topic = "$T_DLQ";
+  partitions = ${T_PARTITIONS:-4};
+  group_id = "$T_GROUP";
+};
+source = { dsn = "set by PGRELAY_SOURCE_DSN"; };
+target = { dsn = "set by PGRELAY_TARGET_DSN"; };
+producer = { poll_interval_ms = 100; batch_size = ${T_PRODUCER_BATCH:-5000}; retention_s = 3600; };
+snapshot = { batch_size = ${T_SNAPSHOT_BATCH:-10000}; };
+consumer = { batch_size = ${T_CONSUMER_BATCH:-500}; batch_timeout_ms = 20; count = 1; min = 0; max = ${T_PARTITIONS:-4}; };
+CONF
+	echo "$f"
+}
+
+# Empties A's and B's pipeline tables (TRUNCATE fires no row triggers).
+reset_pipeline() {
+	qa -c "TRUNCATE employees, emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
+	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets RESTART IDENTITY"
+}
+
+# start_worker NAME KIND [args...]: runs build/pgrelay-KIND in the background.
+start_worker() {
+	local name=$1 kind=$2; shift 2
+	"$BIN/pgrelay-$kind" "$@" >> "$T_DIR/$name.log" 2>&1 &
+	T_PIDS[$name]=$!
+}
+
+stop_worker() {		# stop_worker NAME [SIGNAL]
+	local name=$1 sig=${2:-TERM} pid=${T_PIDS[$1]:-}
+	[ -n "$pid" ] || return 0
+	kill -"$sig" "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	local rc=$?
+	unset "T_PIDS[$name]"
+	return $rc
+}
+
+cleanup() {
+	for name in "${!T_PIDS[@]}"; do
+		kill -KILL "${T_PIDS[$name]}" 2>/dev/null
+	done
+	wait 2>/dev/null
+	if [ "$T_FAILED" -ne 0 ] || [ -n "${T_KEEP:-}" ]; then
+		for f in "$T_DIR"/*.log; do
+			[ -f "$f" ] || continue
+			echo "# --- $f (last 30 lines)"
+			tail -n 30 "$f" | sed 's/^/#   /'
+		done
+	else
+		rm -rf "$T_DIR"
+	fi
+}
+trap cleanup EXIT
+
+# The rows of employees, one per line, in key order.
+rows_a() { qa -c "SELECT emp_id, first_name, last_name, dob, city, salary FROM employees ${1:-} ORDER BY emp_id"; }
+rows_b() { qb -c "SELECT emp_id, first_name, last_name, dob, city, salary FROM employees ORDER BY emp_id"; }
+
+# The rows of A that pass the default rules: what B must hold.
+VALID="WHERE emp_id >= 0 AND dob >= DATE '2007-01-01' AND salary > 10000"
+
+# wait_until SECONDS 'SHELL CODE': evaluates the code (quoted, so that it is
+# expanded anew each time) every 0.2 s until it succeeds or time runs out.
+wait_until() {
+	local limit=$1; shift
+	local end=$((SECONDS + limit))
+	while [ $SECONDS -lt $end ]; do
+		eval "$*" && return 0
+		sleep 0.2
+	done
+	eval "$*"
+}
+
+same_rows() { [ "$(rows_a "${1:-}")" = "$(rows_b)" ]; }
+
+# compare_ab WHAT [FILTER]: one TAP line; on failure, the first differences.
+compare_ab() {
+	local what=$1 filter=${2:-}
+	rows_a "$filter" > "$T_DIR/a.rows"
+	rows_b > "$T_DIR/b.rows"
+	if cmp -s "$T_DIR/a.rows" "$T_DIR/b.rows"; then
+		ok 0 "$what: A and B hold the same $(wc -l < "$T_DIR/a.rows") rows"
+	else
+		ok 1 "$what: A ($(wc -l < "$T_DIR/a.rows") rows) and B ($(wc -l < "$T_DIR/b.rows") rows) differ"
+		diff "$T_DIR/a.rows" "$T_DIR/b.rows" | head -n 10 | sed 's/^/#   /'
+		return 1
+	fi
+}
+
+# The DLQ topic's messages as "rule|reason|key" lines (kcat, headers).
+dlq_lines() {
+	kcat -b "$PGRELAY_KAFKA_BROKERS" -C -t "$T_DLQ" -o beginning -e -q \
+	    -f '%h|%k\n' 2>/dev/null
+}
+
+# load_a SECONDS WRITER-ID: a writer of inserts, updates and deletes on A,
+# for about SECONDS; every row it writes is valid under the default rules.
+load_a() {
+	local secs=$1 w=$2
+	local end=$((SECONDS + secs))
+	while [ $SECONDS -lt $end ]; do
+		for i in $(seq 1 50); do
+			echo "BEGIN;
+INSERT INTO employees (first_name, last_name, dob, city, salary)
+  VALUES ('w$w', 'n$i', DATE '2007-01-01' + (random() * 5000)::int, 'c$i', 10001 + (random() * 90000)::int);
+UPDATE employees SET salary = salary + 1, city = 'u$w'
+  WHERE emp_id = (SELECT (random() * max(emp_id))::int FROM employees);
+DELETE FROM employees WHERE emp_id = (SELECT (random() * max(emp_id))::int FROM employees) AND random() < 0.3;
+COMMIT;"
+		done
+	done | psql "$PGRELAY_SOURCE_DSN" -X -q -v ON_ERROR_STOP=0 >/dev/null 2>&1
+}

@@ -1,0 +1,546 @@
+/*
+ * producer.c - pgrelay-producer: reads A's change table and sends every
+ * change to the CDC topic, in order, without ever skipping one.
+ *
+ * NOTES
+ *
+ * Position.  The producer's position is a PostgreSQL snapshot, kept in A
+ * (pgrelay_producer_state.snap): every change whose writing transaction is
+ * visible in it has been acknowledged by Kafka.  Each round takes the
+ * current snapshot hi and sends, in change_id order, the changes whose
+ * transaction is visible in hi but not in the position lo; once Kafka has
+ * acknowledged all of them the position becomes hi.  A transaction that
+ * wrote a low change_id but commits after a higher one was read is
+ * invisible in lo and visible in a later hi, so it is sent then: nothing
+ * is skipped however transactions interleave (PgQ's method).  A
+ * long-running transaction delays only its own changes; it is reported.
+ *
+ * Duplicates.  A crash after Kafka acknowledged part of a round and before
+ * the position moved sends that part again.  Every message carries its
+ * change_id as the row's version and the consumer applies a change only if
+ * it is newer than the row's version in B, so B never sees it twice.
+ *
+ * Order.  The key is the emp_id, so all changes of a row go to one
+ * partition; within a round they are sent in change_id order, and a later
+ * change of a row is never in an earlier round (its transaction waited for
+ * the row lock of the earlier one, so it commits later).  The idempotent
+ * producer keeps that order through retries.
+ *
+ * One at a time.  The producer holds a session advisory lock on A; a
+ * second producer (another host) waits on standby until the lock frees.
+ * It starts only once the snapshot worker has recorded its cut.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <inttypes.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+#include "config.h"
+#include "db.h"
+#include "kafka.h"
+#include "log.h"
+#include "worker.h"
+
+#define PRODUCER_LOCK_KEY "1885828466, 1"	/* 'pgrl', 1: one producer per A */
+#define RETENTION_EVERY_S 10
+#define RETENTION_CHUNK "10000"
+
+struct producer {
+	struct cfg *cfg;
+	PGconn *db;
+	rd_kafka_t *rk;
+	int locked;			/* holds the producer advisory lock */
+	int64_t epoch;
+	long acked, failed;		/* delivery reports of the current round */
+	rd_kafka_resp_err_t last_err;
+	time_t last_retention;
+	time_t last_long_txn_warn;
+	int64_t total_sent;
+};
+
+static void
+delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+	struct producer *p = opaque;
+
+	(void)rk;
+	if (msg->err) {
+		p->failed++;
+		p->last_err = msg->err;
+	} else {
+		p->acked++;
+	}
+}
+
+static void
+disconnect(struct producer *p)
+{
+	if (p->db != NULL)
+		PQfinish(p->db);
+	p->db = NULL;
+	p->locked = 0;
+}
+
+/* Connects to A, checks the schema, LISTENs, and tries the lock. */
+static int
+connect_source(struct producer *p, char *err, size_t errlen)
+{
+	PGresult *res;
+
+	p->db = db_connect(p->cfg->source_dsn, "pgrelay-producer", err, errlen);
+	if (p->db == NULL)
+		return -1;
+	res = db_query(p->db, "SELECT version FROM pgrelay_schema_version "
+	    "WHERE component = 'source'", 0, NULL, err, errlen);
+	if (res == NULL || PQntuples(res) != 1) {
+		if (res != NULL)
+			snprintf(err, errlen, "source schema not installed");
+		PQclear(res);
+		snprintf(err + strlen(err), errlen - strlen(err),
+		    "; apply sql/source/*.sql to the source database");
+		disconnect(p);
+		return -1;
+	}
+	PQclear(res);
+	if (db_exec(p->db, "LISTEN pgrelay_cdc", 0, NULL, err, errlen) < 0) {
+		disconnect(p);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+try_lock(struct producer *p, char *err, size_t errlen)
+{
+	PGresult *res = db_query(p->db, "SELECT pg_try_advisory_lock("
+	    PRODUCER_LOCK_KEY ")", 0, NULL, err, errlen);
+
+	if (res == NULL)
+		return -1;
+	p->locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return 0;
+}
+
+/* 1 if the snapshot worker has finished, 0 if not yet, -1 on error. */
+static int
+snapshot_done(struct producer *p, char *err, size_t errlen)
+{
+	PGresult *res = db_query(p->db, "SELECT done FROM pgrelay_snapshot_state "
+	    "WHERE id = 1", 0, NULL, err, errlen);
+	int done;
+
+	if (res == NULL)
+		return -1;
+	done = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return done;
+}
+
+/* Waits until Kafka acknowledged every message sent so far.  Returns -1 if
+ * one failed or a stop was asked before the acknowledgements came. */
+static int
+await_acks(struct producer *p, long sent, char *err, size_t errlen)
+{
+	while (p->acked + p->failed < sent) {
+		rd_kafka_flush(p->rk, 100);
+		if (kfk_fatal()) {
+			snprintf(err, errlen, "kafka producer fatal error");
+			return -1;
+		}
+		if (worker_stop && p->acked + p->failed < sent) {
+			/* Give in-flight messages a moment; unacknowledged ones are
+			 * sent again by the next producer. */
+			rd_kafka_flush(p->rk, 5000);
+			if (p->acked + p->failed < sent) {
+				snprintf(err, errlen, "stopping with %ld messages "
+				    "unacknowledged; they are sent again on restart",
+				    sent - p->acked - p->failed);
+				return -1;
+			}
+		}
+	}
+	if (p->failed > 0) {
+		snprintf(err, errlen, "%ld messages failed: %s", p->failed,
+		    rd_kafka_err2str(p->last_err));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+produce_one(struct producer *p, const struct change *c, char *err, size_t errlen)
+{
+	char key[32];
+	size_t keylen = codec_encode_key(codec_change_row(c)->emp_id, key, sizeof(key));
+	size_t len;
+	char *val = codec_encode_change(c, PQdb(p->db), &len);
+	rd_kafka_resp_err_t e;
+
+	if (val == NULL) {
+		snprintf(err, errlen, "out of memory encoding change %" PRId64,
+		    c->change_id);
+		return -1;
+	}
+	for (;;) {
+		e = rd_kafka_producev(p->rk,
+		    RD_KAFKA_V_TOPIC(p->cfg->cdc_topic),
+		    RD_KAFKA_V_KEY(key, keylen),
+		    RD_KAFKA_V_VALUE(val, len),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+		    RD_KAFKA_V_END);
+		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(p->rk, 50);	/* let deliveries drain the queue */
+	}
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		free(val);
+		snprintf(err, errlen, "produce change %" PRId64 ": %s", c->change_id,
+		    rd_kafka_err2str(e));
+		return -1;
+	}
+	return 0;
+}
+
+/* Fills c from row i of a change query result (columns as in ROUND_SQL). */
+static void
+change_from_row(PGresult *res, int i, struct change *c)
+{
+	struct emp_row *r;
+
+	memset(c, 0, sizeof(*c));
+	c->change_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+	c->txid = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+	c->ts_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+	c->op = PQgetvalue(res, i, 3)[0];
+	if (c->op == 'd') {
+		c->has_before = 1;
+		r = &c->before;
+	} else {
+		c->has_after = 1;
+		r = &c->after;
+	}
+	/* The strings stay owned by res: c is only encoded, never freed. */
+	r->emp_id = (int32_t)strtol(PQgetvalue(res, i, 4), NULL, 10);
+	r->first_name = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
+	r->last_name = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
+	r->has_dob = !PQgetisnull(res, i, 7);
+	r->dob_days = r->has_dob ? (int32_t)strtol(PQgetvalue(res, i, 7), NULL, 10) : 0;
+	r->city = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8);
+	r->has_salary = !PQgetisnull(res, i, 9);
+	r->salary = r->has_salary ? (int32_t)strtol(PQgetvalue(res, i, 9), NULL, 10) : 0;
+}
+
+static const char ROUND_SQL[] =
+    "SELECT change_id, txid::text::bigint, "
+    "       (extract(epoch FROM changed_at) * 1000)::bigint, action, emp_id, "
+    "       first_name, last_name, dob - DATE '1970-01-01', city, salary "
+    "  FROM emp_cdc "
+    " WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) "
+    "   AND txid < pg_snapshot_xmax($2::pg_snapshot) "
+    "   AND pg_visible_in_snapshot(txid, $2::pg_snapshot) "
+    "   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot) "
+    "   AND change_id > $3 "
+    " ORDER BY change_id LIMIT $4";
+
+/* Reports a transaction that has been open long enough to hold changes back. */
+static void
+report_long_transactions(struct producer *p)
+{
+	char err[512], secs[16];
+	time_t now = time(NULL);
+	const char *params[1] = { secs };
+	PGresult *res;
+
+	if (now - p->last_long_txn_warn < p->cfg->producer_long_txn_warn_s)
+		return;
+	snprintf(secs, sizeof(secs), "%d", p->cfg->producer_long_txn_warn_s);
+	res = db_query(p->db,
+	    "SELECT pid, extract(epoch FROM now() - xact_start)::bigint, "
+	    "       coalesce(application_name, '') "
+	    "  FROM pg_stat_activity "
+	    " WHERE backend_xid IS NOT NULL AND datname = current_database() "
+	    "   AND now() - xact_start > make_interval(secs => $1::int) "
+	    " ORDER BY xact_start LIMIT 1", 1, params, err, sizeof(err));
+	if (res == NULL) {
+		log_warn("checking for long transactions: %s", err);
+		return;
+	}
+	if (PQntuples(res) == 1) {
+		log_warn("transaction of backend pid %s (%s) has been open for %ss; "
+		    "its changes are delivered when it commits, the others are not "
+		    "held back; end it if it is stuck",
+		    PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1));
+		p->last_long_txn_warn = now;
+	}
+	PQclear(res);
+}
+
+/* Deletes acknowledged changes older than producer.retention_s. */
+static void
+prune_changes(struct producer *p, const char *lo)
+{
+	char err[512], secs[16];
+	const char *params[3] = { secs, lo, RETENTION_CHUNK };
+	PGresult *res;
+	time_t now = time(NULL);
+
+	if (now - p->last_retention < RETENTION_EVERY_S)
+		return;
+	p->last_retention = now;
+	snprintf(secs, sizeof(secs), "%d", p->cfg->producer_retention_s);
+	res = db_query(p->db,
+	    "DELETE FROM emp_cdc WHERE change_id IN ("
+	    "  SELECT change_id FROM emp_cdc "
+	    "   WHERE changed_at < now() - make_interval(secs => $1::int) "
+	    "     AND pg_visible_in_snapshot(txid, $2::pg_snapshot) "
+	    "   ORDER BY change_id LIMIT $3::int)", 3, params, err, sizeof(err));
+	if (res == NULL) {
+		log_warn("pruning acknowledged changes: %s (will retry)", err);
+		return;
+	}
+	if (strcmp(PQcmdTuples(res), "0") != 0)
+		log_info("pruned %s acknowledged changes older than %ds",
+		    PQcmdTuples(res), p->cfg->producer_retention_s);
+	PQclear(res);
+}
+
+/* One round: send every change visible in the current snapshot and not in
+ * the position, then move the position.  Returns the number of changes
+ * sent, or -1 with err (nothing moved; the round is redone). */
+static long
+run_round(struct producer *p, char *err, size_t errlen)
+{
+	PGresult *st, *res;
+	char lo[4096], hi[4096], last[24] = "0", limit[16], epoch[24], count[24];
+	long n = 0;
+
+	st = db_query(p->db, "SELECT snap::text, epoch, pg_current_snapshot()::text "
+	    "FROM pgrelay_producer_state WHERE id = 1", 0, NULL, err, errlen);
+	if (st == NULL)
+		return -1;
+	if (PQntuples(st) != 1) {
+		PQclear(st);
+		snprintf(err, errlen, "no producer position in pgrelay_producer_state; "
+		    "run the snapshot worker first");
+		return -1;
+	}
+	snprintf(lo, sizeof(lo), "%s", PQgetvalue(st, 0, 0));
+	snprintf(epoch, sizeof(epoch), "%s", PQgetvalue(st, 0, 1));
+	snprintf(hi, sizeof(hi), "%s", PQgetvalue(st, 0, 2));
+	PQclear(st);
+	if (strlen(lo) >= sizeof(lo) - 1 || strlen(hi) >= sizeof(hi) - 1) {
+		/* thousands of concurrent transactions: take the long road */
+		snprintf(err, errlen, "snapshot text too long");
+		return -1;
+	}
+	if (strcmp(lo, hi) == 0)
+		return 0;
+	snprintf(limit, sizeof(limit), "%d", p->cfg->producer_batch_size);
+
+	p->acked = p->failed = 0;
+	for (;;) {
+		const char *params[4] = { lo, hi, last, limit };
+		int rows;
+
+		res = db_query(p->db, ROUND_SQL, 4, params, err, errlen);
+		if (res == NULL)
+			return -1;
+		rows = PQntuples(res);
+		for (int i = 0; i < rows; i++) {
+			struct change c;
+
+			change_from_row(res, i, &c);
+			if (produce_one(p, &c, err, errlen) < 0) {
+				PQclear(res);
+				return -1;
+			}
+			n++;
+		}
+		if (rows > 0)
+			snprintf(last, sizeof(last), "%s", PQgetvalue(res, rows - 1, 0));
+		PQclear(res);
+		rd_kafka_poll(p->rk, 0);
+		if (rows < p->cfg->producer_batch_size)
+			break;
+		if (await_acks(p, n, err, errlen) < 0)
+			return -1;
+	}
+	if (await_acks(p, n, err, errlen) < 0)
+		return -1;
+
+	snprintf(count, sizeof(count), "%ld", n);
+	const char *params[3] = { hi, epoch, count };
+	res = db_query(p->db, "UPDATE pgrelay_producer_state "
+	    "SET snap = $1::pg_snapshot, changes = changes + $3::bigint, "
+	    "    updated_at = now() "
+	    "WHERE id = 1 AND epoch = $2::bigint", 3, params, err, errlen);
+	if (res == NULL)
+		return -1;
+	if (strcmp(PQcmdTuples(res), "1") != 0) {
+		PQclear(res);
+		snprintf(err, errlen, "the position was reset by a new snapshot; "
+		    "starting again from its cut");
+		return -1;
+	}
+	PQclear(res);
+	p->total_sent += n;
+	if (n > 0)
+		log_debug("sent %ld changes, position %s", n, hi);
+	if (strrchr(hi, ':')[1] != '\0')	/* "xmin:xmax:xip,...": some in progress */
+		report_long_transactions(p);
+	prune_changes(p, hi);
+	return n;
+}
+
+/* Waits for a NOTIFY from the trigger, the poll interval, or a stop. */
+static void
+wait_for_changes(struct producer *p)
+{
+	struct pollfd pfd = { .fd = PQsocket(p->db), .events = POLLIN };
+	PGnotify *nf;
+	int left = p->cfg->producer_poll_interval_ms;
+
+	while (left > 0 && !worker_stop) {
+		int step = left < 100 ? left : 100;
+		int r = poll(&pfd, 1, step);
+
+		rd_kafka_poll(p->rk, 0);
+		left -= step;
+		if (r > 0)
+			break;
+		if (r < 0 && errno != EINTR)
+			break;
+	}
+	if (PQconsumeInput(p->db) == 0)
+		return;		/* the next query sees the broken connection */
+	while ((nf = PQnotifies(p->db)) != NULL)
+		PQfreemem(nf);
+}
+
+static int
+producer_main(struct cfg *cfg)
+{
+	struct producer p = { .cfg = cfg };
+	char err[1024];
+	int attempt = 0, standby_logged = 0, waiting_logged = 0;
+	char status[128];
+
+	p.rk = kfk_producer_new(cfg, "pgrelay-producer", delivery_report, &p,
+	    err, sizeof(err));
+	if (p.rk == NULL) {
+		log_error("%s", err);
+		return 1;
+	}
+	while (!worker_stop && kfk_ensure_topics(p.rk, cfg, err, sizeof(err)) < 0) {
+		log_error("%s; retrying", err);
+		if (strstr(err, "kafka.partitions") != NULL) {
+			rd_kafka_destroy(p.rk);
+			return CFG_EXIT_CONFIG;
+		}
+		worker_sleep_ms(worker_backoff_ms(attempt++));
+	}
+	attempt = 0;
+	worker_notify_ready("producer starting");
+
+	while (!worker_stop && !kfk_fatal()) {
+		if (db_broken(p.db)) {
+			disconnect(&p);
+			if (connect_source(&p, err, sizeof(err)) < 0) {
+				log_error("source database: %s; retrying in %d ms", err,
+				    worker_backoff_ms(attempt));
+				worker_sleep_ms(worker_backoff_ms(attempt++));
+				continue;
+			}
+			char where[256];
+			log_info("connected to source %s",
+			    db_dsn_redact(cfg->source_dsn, where, sizeof(where)));
+			attempt = 0;
+		}
+		if (!p.locked) {
+			if (try_lock(&p, err, sizeof(err)) < 0) {
+				log_error("source database: %s", err);
+				continue;
+			}
+			if (!p.locked) {
+				if (!standby_logged++)
+					log_info("another producer holds the lock on the "
+					    "source; standing by");
+				worker_notify_alive("state=standby");
+				worker_sleep_ms(1000);
+				continue;
+			}
+			log_info("holding the producer lock; this producer is active");
+			standby_logged = 0;
+		}
+		int done = snapshot_done(&p, err, sizeof(err));
+		if (done < 0) {
+			log_error("source database: %s", err);
+			continue;
+		}
+		if (!done) {
+			if (!waiting_logged++)
+				log_info("waiting for the snapshot to finish before streaming");
+			worker_notify_alive("state=waiting-for-snapshot");
+			worker_sleep_ms(500);
+			continue;
+		}
+		waiting_logged = 0;
+
+		long n = run_round(&p, err, sizeof(err));
+		if (n < 0) {
+			if (worker_stop)
+				break;
+			log_error("round failed: %s; nothing was marked sent, retrying", err);
+			worker_sleep_ms(worker_backoff_ms(attempt++));
+			continue;
+		}
+		attempt = 0;
+		snprintf(status, sizeof(status), "state=active sent=%" PRId64, p.total_sent);
+		worker_notify_alive(status);
+		if (n < cfg->producer_batch_size)
+			wait_for_changes(&p);
+	}
+
+	log_info("stopping: %" PRId64 " changes sent", p.total_sent);
+	rd_kafka_flush(p.rk, 10000);
+	rd_kafka_destroy(p.rk);
+	disconnect(&p);
+	return kfk_fatal() ? 1 : 0;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: pgrelay-producer -c CONFIG\n"
+	    "Sends the changes recorded in the source's emp_cdc table to Kafka.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = NULL;
+	int ch, rc;
+
+	while ((ch = getopt(argc, argv, "c:h")) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 64;
+		}
+	}
+	if (path == NULL) {
+		usage(stderr);
+		return 64;
+	}
+	struct cfg *cfg = worker_setup("producer", path);
+	rc = producer_main(cfg);
+	cfg_free(cfg);
+	return rc;
+}

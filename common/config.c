@@ -67,6 +67,7 @@ static const struct cfg_key cfg_schema[] = {
 	STR("supervisor", "runtime_dir", runtime_dir, 0, "/run/pgrelay", "RUNTIME_DIRECTORY"),
 	INT("supervisor", "drain_timeout_s", sup_drain_timeout_s, 30, 1, 3600),
 	INT("supervisor", "watchdog_s", sup_watchdog_s, 20, 2, 3600),
+	INT("supervisor", "start_timeout_s", sup_start_timeout_s, 60, 2, 3600),
 	INT("supervisor", "restart_intensity", sup_restart_intensity, 5, 1, 1000),
 	INT("supervisor", "restart_period_s", sup_restart_period_s, 60, 1, 86400),
 	INT("supervisor", "backoff_initial_ms", sup_backoff_initial_ms, 1000, 10, 600000),

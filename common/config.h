@@ -59,6 +59,7 @@ struct cfg {
 	char *runtime_dir;		/* control socket, active config copy */
 	int sup_drain_timeout_s;
 	int sup_watchdog_s;
+	int sup_start_timeout_s;	/* the watchdog's limit before READY=1 */
 	int sup_restart_intensity;	/* more crashes than this ... */
 	int sup_restart_period_s;	/* ... within this many seconds stop a pool */
 	int sup_backoff_initial_ms;

@@ -36,7 +36,7 @@ main(int argc, char **argv)
 	int ch, fd, failed = 0;
 	ssize_t n;
 
-	while ((ch = getopt(argc, argv, "c:s:h")) != -1) {
+	while ((ch = getopt(argc, argv, "+c:s:h")) != -1) {
 		switch (ch) {
 		case 'c': conf = optarg; break;
 		case 's': snprintf(path, sizeof(path), "%s", optarg); break;

@@ -80,6 +80,7 @@ struct slot {
 	int index;		/* within the pool, 0-based, for names */
 	pid_t pid;
 	int exiting;		/* asked to stop: do not restart */
+	int ready;		/* sent READY=1 */
 	int reloading;		/* asked to stop for a reload: restart at once */
 	double started;		/* monotonic seconds */
 	double last_alive;
@@ -320,7 +321,7 @@ spawn(struct sup *s, struct slot *sl)
 	sl->pid = pid;
 	sl->state = SLOT_RUNNING;
 	sl->started = sl->last_alive = mono_now();
-	sl->exiting = sl->reloading = 0;
+	sl->exiting = sl->reloading = sl->ready = 0;
 	sl->term_sent = 0;
 	sl->status[0] = '\0';
 	log_info("started %s %d (pid %ld)", pool_names[sl->pool], sl->index, (long)pid);
@@ -669,11 +670,12 @@ process_watchdog(struct sup *s)
 			    s->cfg->sup_drain_timeout_s);
 			kill(sl->pid, SIGKILL);
 			sl->term_sent = now;
-		} else if (sl->term_sent == 0 &&
-		    now - sl->last_alive > s->cfg->sup_watchdog_s) {
+		} else if (sl->term_sent == 0 && now - sl->last_alive >
+		    (sl->ready ? s->cfg->sup_watchdog_s : s->cfg->sup_start_timeout_s)) {
 			log_error("%s %d (pid %ld) sent no keep-alive for %ds: hung; "
 			    "killing and restarting it", pool_names[sl->pool], sl->index,
-			    (long)sl->pid, s->cfg->sup_watchdog_s);
+			    (long)sl->pid, sl->ready ? s->cfg->sup_watchdog_s :
+			    s->cfg->sup_start_timeout_s);
 			kill(sl->pid, SIGKILL);
 			/* reaped as a crash (signal 9) */
 			sl->last_alive = now;
@@ -712,6 +714,8 @@ read_notifications(struct sup *s)
 			if (sl->state != SLOT_RUNNING || sl->pid != cred->pid)
 				continue;
 			sl->last_alive = mono_now();
+			if (strstr(buf, "READY=1") != NULL)
+				sl->ready = 1;
 			char *st = strstr(buf, "STATUS=");
 			if (st != NULL) {
 				st += 7;

@@ -67,6 +67,7 @@ struct consumer {
 	rd_kafka_resp_err_t dlq_err;
 	int db_attempt;
 	int64_t applied, stale, rejected;
+	int ever_assigned;	/* see leave_group() */
 	char client_id[64];
 };
 
@@ -437,6 +438,7 @@ rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		c->ever_assigned = 1;
 		while (!worker_stop && (ensure_db(c) < 0 || load_offsets(c, parts) < 0))
 			worker_sleep_ms(500);
 		for (int i = 0; i < parts->cnt; i++)
@@ -468,6 +470,36 @@ rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	} else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_error("rebalance: %s", rd_kafka_err2str(e));
 	}
+}
+
+/* Leaves the group.  librdkafka 2.0.2 (Debian 12) aborts in
+ * rd_kafka_sticky_assignor_state_destroy() when a cooperative-sticky
+ * consumer that never received an assignment is closed (librdkafka issue
+ * #4312).  So a consumer asked to stop before its first assignment waits
+ * for it (up to the session timeout); if none comes, it exits without
+ * closing, and the broker drops the member after session.timeout.ms.
+ * Returns 1 if the handle was closed and may be destroyed. */
+static int
+leave_group(struct consumer *c)
+{
+	rd_kafka_resp_err_t e;
+	int64_t until = mono_ms() + 12000;
+
+	while (!c->ever_assigned && mono_ms() < until && !kfk_fatal()) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+		if (m != NULL)		/* not applied: read again by the next owner */
+			rd_kafka_message_destroy(m);
+	}
+	if (!c->ever_assigned) {
+		log_warn("leaving before the group assigned anything; exiting without "
+		    "a clean leave (librdkafka 2.0.2 would abort); the broker drops "
+		    "this member after session.timeout.ms");
+		return 0;
+	}
+	e = rd_kafka_consumer_close(c->rk);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("closing the consumer: %s", rd_kafka_err2str(e));
+	return 1;
 }
 
 /* Messages behind the end of the assigned partitions (from the high
@@ -589,13 +621,16 @@ consumer_main(struct cfg *cfg)
 out:
 	log_info("leaving the group: applied %" PRId64 ", skipped %" PRId64
 	    ", DLQ %" PRId64, c.applied, c.stale, c.rejected);
-	e = rd_kafka_consumer_close(c.rk);
-	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_warn("closing the consumer: %s", rd_kafka_err2str(e));
+	int closed = leave_group(&c);
 	for (int i = 0; i < c.nbatch; i++)
 		rd_kafka_message_destroy(c.batch[i]);
-	rd_kafka_destroy(c.rk);
 	rd_kafka_flush(c.dlq, 5000);
+	if (!closed) {
+		if (c.db != NULL)
+			PQfinish(c.db);
+		_exit(rc ? rc : kfk_fatal() ? 1 : 0);	/* see leave_group() */
+	}
+	rd_kafka_destroy(c.rk);
 	rd_kafka_destroy(c.dlq);
 	if (c.db != NULL)
 		PQfinish(c.db);

@@ -12,7 +12,8 @@ BIN=${PGRELAY_BIN:-$ROOT/build}
 if [ -z "${PGRELAY_SOURCE_DSN:-}" ]; then
 	eval "$("$ROOT/scripts/stack" env)"
 fi
-export PGRELAY_KAFKA_BROKERS PGRELAY_SOURCE_DSN PGRELAY_TARGET_DSN
+PGRELAY_KAFKA_LIBS=${PGRELAY_KAFKA_LIBS:-$ROOT/.cache/kafka/libs}
+export PGRELAY_KAFKA_BROKERS PGRELAY_SOURCE_DSN PGRELAY_TARGET_DSN PGRELAY_KAFKA_LIBS
 # The sanitizer build: abort loudly on any finding, no leak noise from exit().
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -76,7 +77,17 @@ source = { dsn = "set by PGRELAY_SOURCE_DSN"; };
 target = { dsn = "set by PGRELAY_TARGET_DSN"; };
 producer = { poll_interval_ms = 100; batch_size = ${T_PRODUCER_BATCH:-5000}; retention_s = 3600; };
 snapshot = { batch_size = ${T_SNAPSHOT_BATCH:-10000}; };
-consumer = { batch_size = ${T_CONSUMER_BATCH:-500}; batch_timeout_ms = 20; count = 1; min = 0; max = ${T_PARTITIONS:-4}; };
+consumer = { batch_size = ${T_CONSUMER_BATCH:-500}; batch_timeout_ms = 20; count = ${T_CONSUMERS:-1}; min = ${T_CONSUMERS_MIN:-0}; max = ${T_PARTITIONS:-4}; };
+supervisor = {
+  runtime_dir = "$T_DIR/run";
+  watchdog_s = ${T_WATCHDOG:-5};
+  drain_timeout_s = 15;
+  restart_intensity = ${T_INTENSITY:-50};
+  restart_period_s = 30;
+  backoff_initial_ms = ${T_BACKOFF:-200};
+  backoff_max_ms = 2000;
+  status_interval_s = 1;
+};
 CONF
 	echo "$f"
 }
@@ -87,10 +98,12 @@ reset_pipeline() {
 	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets RESTART IDENTITY"
 }
 
-# start_worker NAME KIND [args...]: runs build/pgrelay-KIND in the background.
+# start_worker NAME KIND [args...]: runs $BIN/pgrelay-KIND (or $BIN/KIND
+# for pgrelayd) in the background, its output in $T_DIR/NAME.log.
 start_worker() {
-	local name=$1 kind=$2; shift 2
-	"$BIN/pgrelay-$kind" "$@" >> "$T_DIR/$name.log" 2>&1 &
+	local name=$1 kind=$2 prog; shift 2
+	case $kind in pgrelay*) prog=$BIN/$kind ;; *) prog=$BIN/pgrelay-$kind ;; esac
+	"$prog" "$@" >> "$T_DIR/$name.log" 2>&1 &
 	T_PIDS[$name]=$!
 }
 
@@ -115,11 +128,30 @@ cleanup() {
 			echo "# --- $f (last 30 lines)"
 			tail -n 30 "$f" | sed 's/^/#   /'
 		done
+		echo "# logs kept in $T_DIR"
 	else
 		rm -rf "$T_DIR"
 	fi
 }
 trap cleanup EXIT
+
+# sup_status [--json]: pgrelayctl against this test's supervisor.
+sup_status() { "$BIN/pgrelayctl" -s "$T_DIR/run/pgrelayd.sock" status "$@"; }
+
+# Pids of the running children of one kind, from pgrelayctl's JSON.
+child_pids() {
+	sup_status --json | jq -r --arg k "$1" \
+	    '.children[] | select(.kind == $k and .state == "running") | .pid'
+}
+running_count() { child_pids "$1" | grep -c .; }
+
+# Members of the consumer group, as the broker sees them.
+group_members() {
+	java -Xmx128m -cp "$PGRELAY_KAFKA_LIBS/*" \
+	    org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+	    --bootstrap-server "$PGRELAY_KAFKA_BROKERS" --describe --members \
+	    --group "$T_GROUP" 2>/dev/null | grep -c "pgrelay-consumer-"
+}
 
 # The rows of employees, one per line, in key order.
 rows_a() { qa -c "SELECT emp_id, first_name, last_name, dob, city, salary FROM employees ${1:-} ORDER BY emp_id"; }

@@ -12,8 +12,7 @@
 static int tap_n, tap_failed;
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define is_str(got, want, ...) \
-	tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
+#define is_str(got, want, what) tap_is_str((got), (want), __FILE__, __LINE__, (what))
 #define is_int(got, want, ...) \
 	tap_is_int((long long)(got), (long long)(want), __FILE__, __LINE__, __VA_ARGS__)
 
@@ -35,9 +34,15 @@ tap_ok(int pass, const char *file, int line, const char *fmt, ...)
 	return pass;
 }
 
-#define tap_is_str(got, want, file, line, ...) \
-	(tap_ok((got) != NULL && strcmp((got), (want)) == 0, file, line, __VA_ARGS__) ? 1 : \
-	 (printf("#   got: '%s'\n#   expected: '%s'\n", (got) ? (got) : "(null)", (want)), 0))
+static int __attribute__((unused))
+tap_is_str(const char *got, const char *want, const char *file, int line,
+    const char *what)
+{
+	if (tap_ok(got != NULL && strcmp(got, want) == 0, file, line, "%s", what))
+		return 1;
+	printf("#   got: '%s'\n#   expected: '%s'\n", got ? got : "(null)", want);
+	return 0;
+}
 
 #define tap_is_int(got, want, file, line, ...) \
 	(tap_ok((got) == (want), file, line, __VA_ARGS__) ? 1 : \

@@ -1,0 +1,196 @@
+/*
+ * test_codec.c - CDC events: round trips, Debezium compatibility, strict
+ * rejection of garbage with a reason, and a seeded mutation fuzz loop that
+ * must never crash (the sanitized build catches memory errors).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "tap.h"
+
+static int
+rows_equal(const struct emp_row *a, const struct emp_row *b)
+{
+#define SEQ(x, y) ((x) == NULL ? (y) == NULL : (y) != NULL && strcmp((x), (y)) == 0)
+	return a->emp_id == b->emp_id && SEQ(a->first_name, b->first_name) &&
+	    SEQ(a->last_name, b->last_name) && SEQ(a->city, b->city) &&
+	    a->has_dob == b->has_dob && (!a->has_dob || a->dob_days == b->dob_days) &&
+	    a->has_salary == b->has_salary && (!a->has_salary || a->salary == b->salary);
+#undef SEQ
+}
+
+static void
+round_trip(char op, const struct emp_row *row, const char *what)
+{
+	struct change c = { .op = op, .change_id = 42, .txid = 777, .ts_ms = 1700000000000 };
+	struct change d;
+	char err[256];
+	size_t len;
+	char *json;
+
+	if (op == 'd') {
+		c.has_before = 1;
+		c.before = *row;
+	} else {
+		c.has_after = 1;
+		c.after = *row;
+	}
+	json = codec_encode_change(&c, "pgrelay", &len);
+	ok(json != NULL && len == strlen(json), "%s: encodes", what);
+	int rc = codec_decode_change(json, len, &d, err, sizeof(err));
+	ok(rc == 0, "%s: decodes back", what);
+	if (rc == 0) {
+		ok(d.op == op && d.change_id == 42 && d.txid == 777 && d.ts_ms == 1700000000000,
+		    "%s: op, change_id, txId and ts_ms survive", what);
+		ok(rows_equal(codec_change_row(&d), row), "%s: the row survives", what);
+		codec_change_free(&d);
+	} else {
+		printf("#   %s\n#   %s\n", err, json);
+	}
+	free(json);
+}
+
+static void
+rejects(const char *json, const char *reason)
+{
+	struct change d;
+	char err[256] = "";
+	int rc = codec_decode_change(json, strlen(json), &d, err, sizeof(err));
+
+	if (!ok(rc == -1 && strstr(err, reason) != NULL, "rejects %.40s: %s", json, reason))
+		printf("#   rc %d, reason '%s'\n", rc, err);
+	if (rc == 0)
+		codec_change_free(&d);
+}
+
+int
+main(void)
+{
+	struct emp_row full = { .emp_id = 7, .first_name = "Zoë", .last_name = "O\"Brien",
+	    .city = "Köln, \\ \n", .has_dob = 1, .dob_days = 13514, .has_salary = 1,
+	    .salary = 123456 };
+	struct emp_row nulls = { .emp_id = -3 };
+	char key[32], buf[64];
+
+	round_trip('c', &full, "create with every field");
+	round_trip('u', &full, "update");
+	round_trip('r', &nulls, "snapshot row with nulls");
+	round_trip('d', &full, "delete");
+
+	is_int(codec_encode_key(42, key, sizeof(key)), 13, "key length");
+	is_str(key, "{\"emp_id\":42}", "key is Debezium-shaped");
+	codec_encode_key(-2147483647 - 1, key, sizeof(key));
+	is_str(key, "{\"emp_id\":-2147483648}", "key of INT32_MIN");
+
+	/* An event as Debezium's PostgreSQL connector writes it. */
+	const char *dbz = "{\"before\":null,\"after\":{\"emp_id\":5,\"first_name\":\"A\","
+	    "\"last_name\":\"B\",\"dob\":14000,\"city\":\"C\",\"salary\":20000},"
+	    "\"source\":{\"version\":\"2.7.0.Final\",\"connector\":\"postgresql\","
+	    "\"name\":\"a\",\"ts_ms\":1,\"snapshot\":\"false\",\"db\":\"pgrelay\","
+	    "\"sequence\":\"[null,\\\"2\\\"]\",\"schema\":\"public\",\"table\":\"employees\","
+	    "\"txId\":9,\"lsn\":123,\"xmin\":null,\"change_id\":3},\"op\":\"c\",\"ts_ms\":2,"
+	    "\"transaction\":null}";
+	struct change d;
+	char err[256];
+	ok(codec_decode_change(dbz, strlen(dbz), &d, err, sizeof(err)) == 0 &&
+	    d.after.emp_id == 5 && d.after.salary == 20000 && d.after.dob_days == 14000,
+	    "a Debezium event with extra fields decodes");
+	codec_change_free(&d);
+
+	rejects("", "empty message value");
+	rejects("\xff\xfe garbage", "not JSON");
+	rejects("null", "not JSON");
+	rejects("42", "not JSON");
+	rejects("[]", "expected a JSON object");
+	rejects("{\"op\":\"x\",\"source\":{\"change_id\":1}}", "op: expected one of");
+	rejects("{\"op\":\"cc\",\"source\":{\"change_id\":1}}", "op: expected one of");
+	rejects("{\"op\":\"c\",\"after\":{\"emp_id\":1}}", "source.change_id");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":-1},\"after\":{\"emp_id\":1}}",
+	    "source.change_id: expected a non-negative integer");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1}}", "after: expected an object");
+	rejects("{\"op\":\"d\",\"source\":{\"change_id\":1},\"after\":{\"emp_id\":1}}",
+	    "before: expected an object");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1},\"after\":{\"emp_id\":\"1\"}}",
+	    "after.emp_id: expected an integer");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1},\"after\":{\"first_name\":\"x\"}}",
+	    "after.emp_id: missing");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1},\"after\":{\"emp_id\":2147483648}}",
+	    "after.emp_id: 2147483648 is out of range");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1},\"after\":{\"emp_id\":1,\"salary\":1.5}}",
+	    "after.salary: expected an integer or null");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1},\"after\":{\"emp_id\":1,\"dob\":\"2008-01-01\"}}",
+	    "after.dob: expected an integer or null");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1},\"after\":{\"emp_id\":1,\"dob\":2932897}}",
+	    "after.dob: 2932897 is out of range");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1},\"after\":{\"emp_id\":1,\"city\":5}}",
+	    "after.city: expected a string or null");
+	rejects("{\"op\":\"c\",\"op\":\"u\",\"source\":{\"change_id\":1}}", "not JSON");
+	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1},\"after\":{\"emp_id\":1,"
+	    "\"city\":\"a\\u0000b\"}}", "not JSON");
+
+	/* Length limits count characters, not bytes. */
+	char name[1024], json[1200];
+	name[0] = '\0';
+	for (int i = 0; i < 100; i++)
+		strcat(name, "\xc3\xa9");	/* é */
+	snprintf(json, sizeof(json), "{\"op\":\"c\",\"source\":{\"change_id\":1},"
+	    "\"after\":{\"emp_id\":1,\"last_name\":\"%s\"}}", name);
+	ok(codec_decode_change(json, strlen(json), &d, err, sizeof(err)) == 0,
+	    "100 two-byte characters fit VARCHAR(100)");
+	codec_change_free(&d);
+	strcat(name, "e");
+	snprintf(json, sizeof(json), "{\"op\":\"c\",\"source\":{\"change_id\":1},"
+	    "\"after\":{\"emp_id\":1,\"last_name\":\"%s\"}}", name);
+	rejects(json, "after.last_name: longer than 100 characters");
+
+	codec_days_to_date(0, buf, sizeof(buf));
+	is_str(buf, "1970-01-01", "day 0");
+	codec_days_to_date(13514, buf, sizeof(buf));
+	is_str(buf, "2007-01-01", "day 13514");
+	codec_days_to_date(-1, buf, sizeof(buf));
+	is_str(buf, "1969-12-31", "day -1");
+	codec_days_to_date(CODEC_DOB_MIN_DAYS, buf, sizeof(buf));
+	is_str(buf, "0001-01-01", "the oldest date");
+	codec_days_to_date(CODEC_DOB_MAX_DAYS, buf, sizeof(buf));
+	is_str(buf, "9999-12-31", "the newest date");
+
+	/* Mutation fuzz: flip, insert and delete bytes of a valid event. */
+	struct change seed = { .op = 'u', .change_id = 9, .has_after = 1, .after = full };
+	size_t slen;
+	char *base = codec_encode_change(&seed, "db", &slen);
+	unsigned long long state = 88172645463325252ULL;
+	int decoded = 0, refused = 0, sane = 1;
+	for (int i = 0; i < 20000; i++) {
+		char m[2048];
+		size_t n = slen;
+		memcpy(m, base, slen);
+		for (int k = 0; k < 1 + i % 4; k++) {
+			state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+			size_t pos = state % (n ? n : 1);
+			switch ((state >> 32) % 3) {
+			case 0: m[pos] = (char)(state >> 40); break;
+			case 1: if (n < sizeof(m) - 1) { memmove(m + pos + 1, m + pos, n - pos); m[pos] = (char)(state >> 48); n++; } break;
+			default: if (n > 0) { memmove(m + pos, m + pos + 1, n - pos - 1); n--; } break;
+			}
+		}
+		if (codec_decode_change(m, n, &d, err, sizeof(err)) == 0) {
+			decoded++;
+			if (strchr("cudr", d.op) == NULL || d.change_id < 0)
+				sane = 0;
+			codec_change_free(&d);
+		} else {
+			refused++;
+			if (err[0] == '\0')
+				sane = 0;
+		}
+	}
+	free(base);
+	ok(sane, "20000 mutated events: every decode is sane, every refusal has a reason "
+	    "(%d decoded, %d refused)", decoded, refused);
+	ok(refused > 10000, "most mutations are refused");
+	return done_testing();
+}

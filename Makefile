@@ -36,11 +36,12 @@ COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 WORKERS    := producer snapshot consumer
 PROGRAMS   := $(WORKERS:%=$(BUILD)/pgrelay-%) $(BUILD)/pgrelayd $(BUILD)/pgrelayctl
+BENCH      := $(BUILD)/loadgen
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-integration install clean san
-all: $(PROGRAMS) $(UNIT_BIN)
+.PHONY: all check check-unit check-integration install clean san bench
+all: $(PROGRAMS) $(UNIT_BIN) $(BENCH)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -56,6 +57,9 @@ $(BUILD)/pgrelayd: $(BUILD)/supervisor/supervisor.o $(BUILD)/libpgrelay.a
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
 
 $(BUILD)/pgrelayctl: $(BUILD)/supervisor/pgrelayctl.o $(BUILD)/libpgrelay.a
+	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/loadgen: $(BUILD)/bench/loadgen.o
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libpgrelay.a
@@ -80,6 +84,9 @@ check: all
 	scripts/stack up
 	PGRELAY_BIN=$(CURDIR)/build-san prove --exec '' --timer \
 	    $(UNIT_BIN) $(UNIT_BIN:$(BUILD)/%=build-san/%) tests/integration/*.t
+
+bench: all
+	bench/run
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/pgrelay $(DESTDIR)$(DATADIR)/sql/source $(DESTDIR)$(DATADIR)/sql/target

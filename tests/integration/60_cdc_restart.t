@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Restarts of the servers under load: B's PostgreSQL, the Kafka broker and
+# A's PostgreSQL are each restarted while changes flow; afterwards A and B
+# are equal row by row.
+. "$(dirname "$0")/lib.sh"
+
+CONF=$(write_config)
+reset_pipeline >/dev/null
+qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)
+       SELECT 'f' || i, 'l' || i, DATE '2008-01-01', 'c', 20000 + i FROM generate_series(1, 5000) i"
+"$BIN/pgrelay-snapshot" -c "$CONF" >> "$T_DIR/snapshot.log" 2>&1
+is "$?" 0 "snapshot of 5000 rows"
+start_worker producer producer -c "$CONF"
+start_worker c1 consumer -c "$CONF"
+start_worker c2 consumer -c "$CONF"
+wait_until 60 same_rows
+compare_ab "before the restarts"
+
+restart() {	# restart SERVICE: one TAP line
+	"$ROOT/scripts/stack" restart "$1" > "$T_DIR/restart-$1.log" 2>&1
+	ok $? "restarted $1 under load"
+}
+
+# Writers that survive A's restart: each batch is its own psql session.
+keep_writing() {
+	local end=$((SECONDS + $1))
+	while [ $SECONDS -lt $end ]; do load_a 2 "$2"; done
+}
+keep_writing 30 1 & l1=$!
+sleep 3; restart pg-b
+sleep 4; restart kafka
+sleep 4; restart pg-a
+sleep 3; restart kafka
+wait "$l1"
+diag "changes written: $(qa -c "SELECT count(*) FROM emp_cdc")"
+wait_until 180 same_rows
+compare_ab "after restarting B, the broker, A and the broker again"
+is "$(qb -c "SELECT count(*) - count(DISTINCT emp_id) FROM employees")" 0 "no row twice on B"
+for w in producer c1 c2; do
+	kill -0 "${T_PIDS[$w]}" 2>/dev/null
+	ok $? "$w survived every restart without exiting"
+done
+grep -q "retrying" "$T_DIR/c1.log" "$T_DIR/c2.log"
+ok $? "the consumers logged the outage and retried"
+
+stop_worker producer
+stop_worker c1
+stop_worker c2
+done_testing

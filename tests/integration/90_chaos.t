@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Chaos: under steady load, kill -9 a random child of pgrelayd every half
+# second for CHAOS_SECONDS (default 60) while scaling the consumers up and
+# down; then stop the load and compare A and B row by row.  Zero lost,
+# zero duplicated; the counts are printed.
+. "$(dirname "$0")/lib.sh"
+
+CHAOS_SECONDS=${CHAOS_SECONDS:-60}
+T_PARTITIONS=6 T_CONSUMERS=2 T_CONSUMERS_MIN=1 T_INTENSITY=100000 T_BACKOFF=100
+CONF=$(write_config)
+reset_pipeline >/dev/null
+qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)
+       SELECT 'f' || i, 'l' || i, DATE '2009-01-01', 'c', 20000 + i FROM generate_series(1, 3000) i"
+start_worker sup pgrelayd -c "$CONF"
+wait_until 60 same_rows
+compare_ab "before the chaos"
+
+load_a $((CHAOS_SECONDS + 5)) 1 & l1=$!
+load_a $((CHAOS_SECONDS + 5)) 2 & l2=$!
+kills=0 scales=0
+end=$((SECONDS + CHAOS_SECONDS))
+while [ $SECONDS -lt $end ]; do
+	victim=$(sup_status --json 2>/dev/null |
+		jq -r '[.children[] | select(.state == "running" and .kind != "snapshot") | .pid] | .[]' |
+		shuf -n 1)
+	if [ -n "$victim" ] && kill -9 "$victim" 2>/dev/null; then
+		kills=$((kills + 1))
+	fi
+	if [ $((kills % 6)) = 0 ]; then
+		if [ $((RANDOM % 2)) = 0 ]; then kill -USR1 "${T_PIDS[sup]}"; else kill -USR2 "${T_PIDS[sup]}"; fi
+		scales=$((scales + 1))
+	fi
+	sleep 0.5
+done
+wait "$l1" "$l2"
+ok "$([ "$kills" -ge $((CHAOS_SECONDS)) ]; echo $?)" "killed -9 $kills children and sent $scales scaling signals in ${CHAOS_SECONDS}s"
+kill -0 "${T_PIDS[sup]}"
+ok $? "pgrelayd is still running"
+restarts=$(sup_status --json | jq '[.children[].restarts] | add')
+wait_until 180 same_rows
+rows_a > "$T_DIR/a.rows"; rows_b > "$T_DIR/b.rows"
+lost=$(comm -23 <(sort "$T_DIR/a.rows") <(sort "$T_DIR/b.rows") | wc -l)
+extra=$(comm -13 <(sort "$T_DIR/a.rows") <(sort "$T_DIR/b.rows") | wc -l)
+dup=$(qb -c "SELECT count(*) - count(DISTINCT emp_id) FROM employees")
+diag "chaos: kills $kills, restarts $restarts, scaling signals $scales, changes $(qa -c 'SELECT count(*) FROM emp_cdc'), rows A $(wc -l < "$T_DIR/a.rows"), rows B $(wc -l < "$T_DIR/b.rows"), lost $lost, extra or stale $extra, duplicated $dup"
+is "$lost" 0 "zero rows lost"
+is "$extra" 0 "zero rows extra or stale on B"
+is "$dup" 0 "zero rows duplicated"
+stop_worker sup
+is "$?" 0 "pgrelayd drains and exits 0"
+done_testing

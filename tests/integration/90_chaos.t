@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 
 CHAOS_SECONDS=${CHAOS_SECONDS:-60}
-T_PARTITIONS=6 T_CONSUMERS=2 T_CONSUMERS_MIN=1 T_INTENSITY=100000 T_BACKOFF=100
+T_PARTITIONS=6 T_CONSUMERS=2 T_CONSUMERS_MIN=1 T_INTENSITY=1000 T_BACKOFF=100
 CONF=$(write_config)
 reset_pipeline >/dev/null
 qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)

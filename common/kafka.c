@@ -110,11 +110,12 @@ kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
 }
 
 rd_kafka_t *
-kfk_consumer_new(const struct cfg *cfg, const char *client_id,
-    kfk_rebalance_cb rebalance, void *opaque, char *err, size_t errlen)
+kfk_consumer_new(const struct cfg *cfg, const char *group_id,
+    const char *client_id, kfk_rebalance_cb rebalance, void *opaque, char *err,
+    size_t errlen)
 {
 	const char *const pairs[] = {
-		"group.id", cfg->group_id,
+		"group.id", group_id,
 		"partition.assignment.strategy", "cooperative-sticky",
 		"enable.auto.commit", "false",
 		"enable.auto.offset.store", "false",

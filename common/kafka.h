@@ -27,10 +27,11 @@ typedef void (*kfk_rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 rd_kafka_t *kfk_producer_new(const struct cfg *cfg, const char *client_id,
     kfk_dr_cb dr, void *opaque, char *err, size_t errlen);
 
-/* A consumer in cfg->group_id with the cooperative-sticky assignor and
- * manual offsets; rebalance gets every assignment change. */
-rd_kafka_t *kfk_consumer_new(const struct cfg *cfg, const char *client_id,
-    kfk_rebalance_cb rebalance, void *opaque, char *err, size_t errlen);
+/* A consumer in group_id with the cooperative-sticky assignor and manual
+ * offsets; rebalance gets every assignment change. */
+rd_kafka_t *kfk_consumer_new(const struct cfg *cfg, const char *group_id,
+    const char *client_id, kfk_rebalance_cb rebalance, void *opaque, char *err,
+    size_t errlen);
 
 /* Creates topic with the given partition count if it is missing; if it
  * exists with another partition count, fails and says so. */

@@ -1,260 +1,61 @@
 /*
- * consumer.c - pgrelay-consumer: one member of the consumer group; applies
- * the CDC topic's changes to B's employees table, exactly once in effect.
+ * consumer.c - pgrelay-consumer: one member of the CDC consumer group;
+ * applies the CDC topic's changes to B's employees table, exactly once in
+ * effect.  The batching, offsets-in-B, rebalance and DLQ machinery is the
+ * shared engine in common/sink.c; this file is what is CDC-specific: decode,
+ * validate, apply one change.
  *
  * NOTES
  *
- * Batches.  Messages are gathered for up to consumer.batch_size messages
- * or consumer.batch_timeout_ms, then applied in one transaction on B that
- * also writes the next offset of every partition in the batch
- * (pgrelay_offsets).  The rows and the position commit together or not at
- * all.  On assignment the consumer starts each partition at the offset B
- * holds, not at Kafka's committed offset (which is only written, after B
- * commits, for lag monitoring).
- *
  * Versions.  Each row in B keeps the change_id of the last change applied
- * to it (pgrelay_row_version, kept after a delete); pgrelay_apply_employee
- * applies a change only if it is newer.  So a batch applied again after a
- * crash in COMMIT, a message a producer sent twice, or a partition that
- * two members briefly share during a rebalance can never apply a change
- * twice or move a row back.
+ * to it (pgrelay_row_version, kept after a delete);
+ * pgrelay_apply_employee() applies a change only if it is newer (a
+ * snapshot row also if equal).  So a replayed batch, a message a producer
+ * sent twice, or a snapshot row older than what B holds can never apply a
+ * change twice or move a row back.
  *
- * Rejects.  A message that cannot be decoded, breaks a rule, or that B
- * refuses as data (SQLSTATE class 22 or 23) goes to the DLQ topic with its
- * key and value and headers saying why and where it came from; it is
- * counted as consumed in the same transaction, so it never blocks the
- * partition.  DLQ messages are acknowledged by Kafka before B commits: a
- * crash in between can repeat a DLQ entry, never lose one.
- *
- * Rebalance.  Works with eager and cooperative protocols.  Before
- * partitions are revoked the pending batch is applied and committed.
+ * Rules.  A change failing a rule (common/validation.c) is not applied and
+ * goes to the DLQ; B keeps the row's last valid version.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "codec.h"
 #include "config.h"
 #include "db.h"
-#include "kafka.h"
-#include "log.h"
+#include "sink.h"
 #include "validation.h"
 #include "worker.h"
 
-struct reject {
-	int index;		/* in the batch */
-	const char *stage;	/* decode, validate, apply */
-	const char *rule;
-	char reason[256];
-};
-
-struct consumer {
-	struct cfg *cfg;
-	struct rules rules;
-	PGconn *db;
-	rd_kafka_t *rk;		/* the group member */
-	rd_kafka_t *dlq;	/* producer for the DLQ topic */
-	rd_kafka_message_t **batch;
-	int nbatch;
-	struct reject *rejects;
-	int nrejects;
-	long dlq_acked, dlq_failed;
-	rd_kafka_resp_err_t dlq_err;
-	int db_attempt;
-	int64_t applied, stale, rejected;
-	int ever_assigned;	/* see leave_group() */
-	char client_id[64];
-};
-
-enum apply_rc { APPLY_OK = 0, APPLY_RETRY = -1, APPLY_DATA = -2 };
-
-static int64_t
-mono_ms(void)
+static enum sink_result
+apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
+    const char **stage, const char **rule, char *why, size_t whylen,
+    char *err, size_t errlen)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
-{
-	struct consumer *c = opaque;
-
-	(void)rk;
-	if (msg->err) {
-		c->dlq_failed++;
-		c->dlq_err = msg->err;
-	} else {
-		c->dlq_acked++;
-	}
-}
-
-/* Opens B if needed.  0 when connected; -1 after logging and backing off. */
-static int
-ensure_db(struct consumer *c)
-{
-	char err[1024], where[256];
-
-	if (!db_broken(c->db))
-		return 0;
-	if (c->db != NULL)
-		PQfinish(c->db);
-	c->db = db_connect(c->cfg->target_dsn, "pgrelay-consumer", err, sizeof(err));
-	if (c->db == NULL) {
-		int ms = worker_backoff_ms(c->db_attempt++);
-		log_error("target database: %s; retrying in %d ms", err, ms);
-		worker_sleep_ms(ms);
-		return -1;
-	}
-	PGresult *res = db_query(c->db, "SELECT version FROM pgrelay_schema_version "
-	    "WHERE component = 'target'", 0, NULL, err, sizeof(err));
-	if (res == NULL || PQntuples(res) != 1) {
-		log_error("target database: %s; apply sql/target/*.sql to it",
-		    res ? "schema not installed" : err);
-		PQclear(res);
-		PQfinish(c->db);
-		c->db = NULL;
-		worker_sleep_ms(worker_backoff_ms(c->db_attempt++));
-		return -1;
-	}
-	PQclear(res);
-	c->db_attempt = 0;
-	log_info("connected to target %s",
-	    db_dsn_redact(c->cfg->target_dsn, where, sizeof(where)));
-	return 0;
-}
-
-/* Sets each partition's start offset from B (or the beginning). */
-static int
-load_offsets(struct consumer *c, rd_kafka_topic_partition_list_t *parts)
-{
-	char err[1024], list[8192];
-	size_t n = 0;
-	PGresult *res;
-
-	n += (size_t)snprintf(list, sizeof(list), "{");
-	for (int i = 0; i < parts->cnt && n < sizeof(list) - 16; i++) {
-		parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d",
-		    i ? "," : "", (int)parts->elems[i].partition);
-	}
-	snprintf(list + n, sizeof(list) - n, "}");
-	const char *params[3] = { c->cfg->group_id, c->cfg->cdc_topic, list };
-	res = db_query(c->db, "SELECT partition, next_offset FROM pgrelay_offsets "
-	    "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])",
-	    3, params, err, sizeof(err));
-	if (res == NULL) {
-		log_error("reading offsets from target: %s", err);
-		return -1;
-	}
-	for (int r = 0; r < PQntuples(res); r++) {
-		int32_t part = (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10);
-		for (int i = 0; i < parts->cnt; i++)
-			if (parts->elems[i].partition == part)
-				parts->elems[i].offset = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-	}
-	PQclear(res);
-	return 0;
-}
-
-static void
-add_reject(struct consumer *c, int index, const char *stage, const char *rule,
-    const char *reason)
-{
-	struct reject *r = &c->rejects[c->nrejects++];
-
-	r->index = index;
-	r->stage = stage;
-	r->rule = rule;
-	snprintf(r->reason, sizeof(r->reason), "%.255s", reason);
-}
-
-/* Sends the batch's rejects to the DLQ and waits for Kafka's acks. */
-static int
-send_rejects(struct consumer *c, char *err, size_t errlen)
-{
-	long sent = 0;
-
-	c->dlq_acked = c->dlq_failed = 0;
-	for (int i = 0; i < c->nrejects; i++) {
-		const struct reject *r = &c->rejects[i];
-		const rd_kafka_message_t *m = c->batch[r->index];
-		char part[16], off[24], ts[24];
-		rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-		rd_kafka_resp_err_t e;
-		struct timespec now;
-
-		clock_gettime(CLOCK_REALTIME, &now);
-		snprintf(part, sizeof(part), "%d", (int)m->partition);
-		snprintf(off, sizeof(off), "%" PRId64, (int64_t)m->offset);
-		snprintf(ts, sizeof(ts), "%" PRId64,
-		    (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
-		rd_kafka_header_add(h, "__pgrelay.errors.stage", -1, r->stage, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.rule", -1, r->rule, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.reason", -1, r->reason, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.topic", -1,
-		    rd_kafka_topic_name(m->rkt), -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.partition", -1, part, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.offset", -1, off, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.group", -1, c->cfg->group_id, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.ts_ms", -1, ts, -1);
-		while ((e = rd_kafka_producev(c->dlq,
-		    RD_KAFKA_V_TOPIC(c->cfg->dlq_topic),
-		    RD_KAFKA_V_KEY(m->key, m->key_len),
-		    RD_KAFKA_V_VALUE(m->payload, m->len),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		    RD_KAFKA_V_HEADERS(h),
-		    RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			rd_kafka_poll(c->dlq, 50);
-		if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			rd_kafka_headers_destroy(h);
-			snprintf(err, errlen, "DLQ produce: %s", rd_kafka_err2str(e));
-			return -1;
-		}
-		sent++;		/* h is owned by the message now */
-	}
-	while (c->dlq_acked + c->dlq_failed < sent && !kfk_fatal()) {
-		rd_kafka_flush(c->dlq, 100);
-		if (worker_stop && c->dlq_acked + c->dlq_failed < sent) {
-			rd_kafka_flush(c->dlq, 5000);
-			if (c->dlq_acked + c->dlq_failed < sent) {
-				snprintf(err, errlen, "stopping before the DLQ acknowledged");
-				return -1;
-			}
-		}
-	}
-	if (c->dlq_failed > 0 || kfk_fatal()) {
-		snprintf(err, errlen, "DLQ delivery failed: %s", rd_kafka_err2str(c->dlq_err));
-		return -1;
-	}
-	return 0;
-}
-
-/* SQLSTATE classes 22 (data exception) and 23 (integrity): the message
- * itself is at fault, not the connection. */
-static int
-is_data_error(const char *err)
-{
-	return strncmp(err, "SQLSTATE 22", 11) == 0 || strncmp(err, "SQLSTATE 23", 11) == 0;
-}
-
-static int
-apply_change(struct consumer *c, const struct change *ch, char *err, size_t errlen)
-{
-	const struct emp_row *r = codec_change_row(ch);
-	char op[2] = { ch->op, '\0' }, id[16], ver[24], dob[16], sal[16];
+	const struct rules *rules = opaque;
+	struct change ch;
+	char op[2], id[16], ver[24], dob[16], sal[16];
 	const char *params[8];
 	PGresult *res;
+	enum sink_result rc;
 
+	if (codec_decode_change(m->payload, m->len, &ch, why, whylen) < 0) {
+		*stage = *rule = "decode";
+		return SINK_REJECT;
+	}
+	if (rule_check(rules, &ch, rule, why, whylen) < 0) {
+		*stage = "validate";
+		codec_change_free(&ch);
+		return SINK_REJECT;
+	}
+	const struct emp_row *r = codec_change_row(&ch);
+	op[0] = ch.op;
+	op[1] = '\0';
 	snprintf(id, sizeof(id), "%ld", (long)r->emp_id);
-	snprintf(ver, sizeof(ver), "%" PRId64, ch->change_id);
+	snprintf(ver, sizeof(ver), "%" PRId64, ch.change_id);
 	snprintf(dob, sizeof(dob), "%ld", (long)r->dob_days);
 	snprintf(sal, sizeof(sal), "%ld", (long)r->salary);
 	params[0] = op;
@@ -265,378 +66,16 @@ apply_change(struct consumer *c, const struct change *ch, char *err, size_t errl
 	params[5] = r->has_dob ? dob : NULL;
 	params[6] = r->city;
 	params[7] = r->has_salary ? sal : NULL;
-	res = db_query(c->db, "SELECT pgrelay_apply_employee($1, $2::int, $3::bigint, "
+	res = db_query(db, "SELECT pgrelay_apply_employee($1, $2::int, $3::bigint, "
 	    "$4, $5, $6::int, $7, $8::int)", 8, params, err, errlen);
-	if (res == NULL)
-		return -1;
-	if (strcmp(PQgetvalue(res, 0, 0), "applied") == 0)
-		c->applied++;
-	else
-		c->stale++;
-	PQclear(res);
-	return 0;
-}
-
-/* Records the next offset of every partition in the batch, in B. */
-static int
-store_offsets(struct consumer *c, rd_kafka_topic_partition_list_t *offs,
-    char *err, size_t errlen)
-{
-	for (int i = 0; i < offs->cnt; i++) {
-		char part[16], next[24];
-		const char *params[4] = { c->cfg->group_id, offs->elems[i].topic, part, next };
-
-		snprintf(part, sizeof(part), "%d", (int)offs->elems[i].partition);
-		snprintf(next, sizeof(next), "%" PRId64, (int64_t)offs->elems[i].offset);
-		if (db_exec(c->db, "INSERT INTO pgrelay_offsets AS o "
-		    "(group_id, topic, partition, next_offset) "
-		    "VALUES ($1, $2, $3::int, $4::bigint) "
-		    "ON CONFLICT (group_id, topic, partition) DO UPDATE "
-		    "SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset), "
-		    "    updated_at = now()", 4, params, err, errlen) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* Applies the whole batch in one transaction.  careful: a savepoint per
- * message, so a message B refuses is rejected alone. */
-static enum apply_rc
-apply_batch(struct consumer *c, rd_kafka_topic_partition_list_t *offs, int careful)
-{
-	char err[1024], ignore[256];
-	int64_t applied0 = c->applied, stale0 = c->stale;
-
-	c->nrejects = 0;
-	if (db_exec(c->db, "BEGIN", 0, NULL, err, sizeof(err)) < 0)
-		goto retry;
-	for (int i = 0; i < c->nbatch; i++) {
-		const rd_kafka_message_t *m = c->batch[i];
-		struct change ch;
-		const char *rule;
-		char why[256];
-
-		if (codec_decode_change(m->payload, m->len, &ch, why, sizeof(why)) < 0) {
-			add_reject(c, i, "decode", "decode", why);
-			continue;
-		}
-		if (rule_check(&c->rules, &ch, &rule, why, sizeof(why)) < 0) {
-			add_reject(c, i, "validate", rule, why);
-			codec_change_free(&ch);
-			continue;
-		}
-		if (careful && db_exec(c->db, "SAVEPOINT m", 0, NULL, err, sizeof(err)) < 0) {
-			codec_change_free(&ch);
-			goto retry;
-		}
-		int rc = apply_change(c, &ch, err, sizeof(err));
-		codec_change_free(&ch);
-		if (rc < 0) {
-			if (!is_data_error(err))
-				goto retry;
-			if (!careful) {
-				db_exec(c->db, "ROLLBACK", 0, NULL, ignore, sizeof(ignore));
-				c->applied = applied0;
-				c->stale = stale0;
-				return APPLY_DATA;
-			}
-			if (db_exec(c->db, "ROLLBACK TO SAVEPOINT m", 0, NULL, ignore,
-			    sizeof(ignore)) < 0)
-				goto retry;
-			add_reject(c, i, "apply", "target.refused", err);
-		} else if (careful && db_exec(c->db, "RELEASE SAVEPOINT m", 0, NULL,
-		    err, sizeof(err)) < 0) {
-			goto retry;
-		}
-	}
-	if (store_offsets(c, offs, err, sizeof(err)) < 0)
-		goto retry;
-	if (c->nrejects > 0 && send_rejects(c, err, sizeof(err)) < 0)
-		goto retry;
-	if (db_exec(c->db, "COMMIT", 0, NULL, err, sizeof(err)) < 0)
-		goto retry;
-	c->rejected += c->nrejects;
-	return APPLY_OK;
-retry:
-	log_error("applying a batch of %d to the target: %s; it is retried",
-	    c->nbatch, err);
-	if (!db_broken(c->db))
-		db_exec(c->db, "ROLLBACK", 0, NULL, ignore, sizeof(ignore));
-	c->applied = applied0;
-	c->stale = stale0;
-	return APPLY_RETRY;
-}
-
-/* Next offset per partition of the batch. */
-static rd_kafka_topic_partition_list_t *
-batch_offsets(struct consumer *c)
-{
-	rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
-
-	for (int i = 0; i < c->nbatch; i++) {
-		const rd_kafka_message_t *m = c->batch[i];
-		const char *t = rd_kafka_topic_name(m->rkt);
-		rd_kafka_topic_partition_t *p =
-		    rd_kafka_topic_partition_list_find(offs, t, m->partition);
-
-		if (p == NULL)
-			p = rd_kafka_topic_partition_list_add(offs, t, m->partition);
-		if (m->offset + 1 > p->offset)
-			p->offset = m->offset + 1;
-	}
-	return offs;
-}
-
-/* Applies and commits the pending batch, retrying until it lands or a stop
- * is asked.  0 when the batch is gone (applied), -1 if it is still pending. */
-static int
-flush_batch(struct consumer *c)
-{
-	rd_kafka_topic_partition_list_t *offs;
-	int careful = 0;
-
-	if (c->nbatch == 0)
-		return 0;
-	offs = batch_offsets(c);
-	for (;;) {
-		if (ensure_db(c) < 0) {
-			if (worker_stop)
-				break;
-			continue;
-		}
-		enum apply_rc rc = apply_batch(c, offs, careful);
-		if (rc == APPLY_OK) {
-			/* For lag monitoring only; B holds the real position. */
-			rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, offs, 1);
-			if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-				log_debug("kafka offset commit: %s", rd_kafka_err2str(e));
-			for (int i = 0; i < c->nbatch; i++)
-				rd_kafka_message_destroy(c->batch[i]);
-			c->nbatch = 0;
-			rd_kafka_topic_partition_list_destroy(offs);
-			return 0;
-		}
-		if (rc == APPLY_DATA) {
-			careful = 1;
-			continue;
-		}
-		if (worker_stop || kfk_fatal())
-			break;
-		worker_sleep_ms(worker_backoff_ms(c->db_attempt++));
-	}
-	rd_kafka_topic_partition_list_destroy(offs);
-	return -1;
-}
-
-static void
-rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-    rd_kafka_topic_partition_list_t *parts, void *opaque)
-{
-	struct consumer *c = opaque;
-	int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-	rd_kafka_error_t *error = NULL;
-	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
-
-	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		c->ever_assigned = 1;
-		while (!worker_stop && (ensure_db(c) < 0 || load_offsets(c, parts) < 0))
-			worker_sleep_ms(500);
-		for (int i = 0; i < parts->cnt; i++)
-			log_info("assigned %s [%d] from offset %" PRId64,
-			    parts->elems[i].topic, (int)parts->elems[i].partition,
-			    (int64_t)parts->elems[i].offset);
-		if (coop)
-			error = rd_kafka_incremental_assign(rk, parts);
-		else
-			e = rd_kafka_assign(rk, parts);
-	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-		if (flush_batch(c) < 0)
-			log_warn("revoked with a batch not yet applied; it is applied "
-			    "when the target is back (versions keep it safe)");
-		for (int i = 0; i < parts->cnt; i++)
-			log_info("revoked %s [%d]", parts->elems[i].topic,
-			    (int)parts->elems[i].partition);
-		if (coop)
-			error = rd_kafka_incremental_unassign(rk, parts);
-		else
-			e = rd_kafka_assign(rk, NULL);
+	if (res == NULL) {
+		rc = SINK_ERROR;
 	} else {
-		log_error("rebalance failed: %s", rd_kafka_err2str(err));
-		e = rd_kafka_assign(rk, NULL);
+		rc = strcmp(PQgetvalue(res, 0, 0), "applied") == 0 ? SINK_APPLIED : SINK_STALE;
+		PQclear(res);
 	}
-	if (error != NULL) {
-		log_error("rebalance: %s", rd_kafka_error_string(error));
-		rd_kafka_error_destroy(error);
-	} else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		log_error("rebalance: %s", rd_kafka_err2str(e));
-	}
-}
-
-/* Leaves the group.  librdkafka 2.0.2 (Debian 12) aborts in
- * rd_kafka_sticky_assignor_state_destroy() when a cooperative-sticky
- * consumer that never received an assignment is closed (librdkafka issue
- * #4312).  So a consumer asked to stop before its first assignment waits
- * for it (up to the session timeout); if none comes, it exits without
- * closing, and the broker drops the member after session.timeout.ms.
- * Returns 1 if the handle was closed and may be destroyed. */
-static int
-leave_group(struct consumer *c)
-{
-	rd_kafka_resp_err_t e;
-	int64_t until = mono_ms() + 12000;
-
-	while (!c->ever_assigned && mono_ms() < until && !kfk_fatal()) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
-		if (m != NULL)		/* not applied: read again by the next owner */
-			rd_kafka_message_destroy(m);
-	}
-	if (!c->ever_assigned) {
-		log_warn("leaving before the group assigned anything; exiting without "
-		    "a clean leave (librdkafka 2.0.2 would abort); the broker drops "
-		    "this member after session.timeout.ms");
-		return 0;
-	}
-	e = rd_kafka_consumer_close(c->rk);
-	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_warn("closing the consumer: %s", rd_kafka_err2str(e));
-	return 1;
-}
-
-/* Messages behind the end of the assigned partitions (from the high
- * watermarks librdkafka learned with the last fetches). */
-static int64_t
-consumer_lag(rd_kafka_t *rk)
-{
-	rd_kafka_topic_partition_list_t *parts = NULL;
-	int64_t lag = 0;
-
-	if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return 0;
-	if (rd_kafka_position(rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		for (int i = 0; i < parts->cnt; i++) {
-			int64_t lo, hi;
-			rd_kafka_topic_partition_t *p = &parts->elems[i];
-			if (p->offset < 0 || rd_kafka_get_watermark_offsets(rk, p->topic,
-			    p->partition, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
-				continue;
-			if (hi > p->offset)
-				lag += hi - p->offset;
-		}
-	}
-	rd_kafka_topic_partition_list_destroy(parts);
-	return lag;
-}
-
-static int
-consumer_main(struct cfg *cfg)
-{
-	struct consumer c = { .cfg = cfg };
-	char err[1024], status[160];
-	int rc = 0, attempt = 0;
-	int64_t batch_start = 0, last_stats = mono_ms(), last_lag = 0, lag = 0;
-	rd_kafka_topic_partition_list_t *topics;
-	rd_kafka_resp_err_t e;
-
-	rule_init(&c.rules, cfg);
-	snprintf(c.client_id, sizeof(c.client_id), "pgrelay-consumer-%ld", (long)getpid());
-	c.batch = calloc((size_t)cfg->consumer_batch_size, sizeof(*c.batch));
-	c.rejects = calloc((size_t)cfg->consumer_batch_size, sizeof(*c.rejects));
-	if (c.batch == NULL || c.rejects == NULL) {
-		log_error("out of memory for a batch of %d", cfg->consumer_batch_size);
-		return 1;
-	}
-	c.dlq = kfk_producer_new(cfg, c.client_id, dlq_report, &c, err, sizeof(err));
-	if (c.dlq == NULL) {
-		log_error("%s", err);
-		return 1;
-	}
-	while (!worker_stop && kfk_ensure_topics(c.dlq, cfg, err, sizeof(err)) < 0) {
-		log_error("%s; retrying", err);
-		if (strstr(err, "kafka.partitions") != NULL) {
-			rd_kafka_destroy(c.dlq);
-			return CFG_EXIT_CONFIG;
-		}
-		worker_sleep_ms(worker_backoff_ms(attempt++));
-	}
-	c.rk = kfk_consumer_new(cfg, c.client_id, rebalance, &c, err, sizeof(err));
-	if (c.rk == NULL) {
-		log_error("%s", err);
-		rd_kafka_destroy(c.dlq);
-		return 1;
-	}
-	topics = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(topics, cfg->cdc_topic, RD_KAFKA_PARTITION_UA);
-	e = rd_kafka_subscribe(c.rk, topics);
-	rd_kafka_topic_partition_list_destroy(topics);
-	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		log_error("subscribe to %s: %s", cfg->cdc_topic, rd_kafka_err2str(e));
-		rc = 1;
-		goto out;
-	}
-	log_info("member of group %s on topic %s", cfg->group_id, cfg->cdc_topic);
-	worker_notify_ready("consumer started");
-
-	while (!worker_stop && !kfk_fatal()) {
-		int64_t now = mono_ms();
-		int timeout = 100;
-
-		if (c.nbatch > 0) {
-			int64_t left = batch_start + cfg->consumer_batch_timeout_ms - now;
-			timeout = left < 0 ? 0 : (int)left;
-		}
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, timeout);
-		if (m != NULL) {
-			if (m->err) {
-				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-					log_warn("consume: %s", rd_kafka_message_errstr(m));
-				rd_kafka_message_destroy(m);
-			} else {
-				if (c.nbatch == 0)
-					batch_start = mono_ms();
-				c.batch[c.nbatch++] = m;
-			}
-		}
-		rd_kafka_poll(c.dlq, 0);
-		now = mono_ms();
-		if (c.nbatch > 0 && (c.nbatch >= cfg->consumer_batch_size ||
-		    now - batch_start >= cfg->consumer_batch_timeout_ms))
-			flush_batch(&c);
-		if (now - last_stats >= 10000) {
-			log_info("applied %" PRId64 ", skipped as already applied %"
-			    PRId64 ", sent to DLQ %" PRId64, c.applied, c.stale, c.rejected);
-			last_stats = now;
-		}
-		if (now - last_lag >= 1000) {
-			lag = consumer_lag(c.rk);
-			last_lag = now;
-		}
-		snprintf(status, sizeof(status), "applied=%" PRId64 " stale=%" PRId64
-		    " dlq=%" PRId64 " lag=%" PRId64, c.applied, c.stale, c.rejected, lag);
-		worker_notify_alive(status);
-	}
-	/* Finish the batch in hand, then leave the group (revokes, commits). */
-	if (flush_batch(&c) < 0)
-		log_warn("stopping with %d messages not applied; they are read again "
-		    "from the offsets in the target", c.nbatch);
-out:
-	log_info("leaving the group: applied %" PRId64 ", skipped %" PRId64
-	    ", DLQ %" PRId64, c.applied, c.stale, c.rejected);
-	int closed = leave_group(&c);
-	for (int i = 0; i < c.nbatch; i++)
-		rd_kafka_message_destroy(c.batch[i]);
-	rd_kafka_flush(c.dlq, 5000);
-	if (!closed) {
-		if (c.db != NULL)
-			PQfinish(c.db);
-		_exit(rc ? rc : kfk_fatal() ? 1 : 0);	/* see leave_group() */
-	}
-	rd_kafka_destroy(c.rk);
-	rd_kafka_destroy(c.dlq);
-	if (c.db != NULL)
-		PQfinish(c.db);
-	free(c.batch);
-	free(c.rejects);
-	return rc ? rc : kfk_fatal() ? 1 : 0;
+	codec_change_free(&ch);
+	return rc;
 }
 
 static void
@@ -651,6 +90,7 @@ int
 main(int argc, char **argv)
 {
 	const char *path = NULL;
+	struct rules rules;
 	int ch, rc;
 
 	while ((ch = getopt(argc, argv, "c:h")) != -1) {
@@ -665,7 +105,20 @@ main(int argc, char **argv)
 		return 64;
 	}
 	struct cfg *cfg = worker_setup("consumer", path);
-	rc = consumer_main(cfg);
+	rule_init(&rules, cfg);
+	struct sink_ops ops = {
+		.appname = "pgrelay-consumer",
+		.schema_component = "target",
+		.group_id = cfg->group_id,
+		.topic = cfg->cdc_topic,
+		.partitions = cfg->partitions,
+		.dlq_topic = cfg->dlq_topic,
+		.batch_size = cfg->consumer_batch_size,
+		.batch_timeout_ms = cfg->consumer_batch_timeout_ms,
+		.apply = apply_message,
+		.opaque = &rules,
+	};
+	rc = sink_run(cfg, &ops);
 	cfg_free(cfg);
 	return rc;
 }

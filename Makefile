@@ -14,7 +14,7 @@ DATADIR  ?= $(PREFIX)/share/pgrelay
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
 
 CC       ?= cc
-PKGS     := rdkafka libpq libconfig libsystemd jansson
+PKGS     := rdkafka libpq libconfig libsystemd jansson libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 
@@ -30,11 +30,12 @@ SANFLAGS :=
 endif
 ALL_CFLAGS := $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon $(PKG_CFLAGS) -MMD -MP
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
-LIBS     := $(PKG_LIBS) -lm
+# libcsv ships no pkg-config file.
+LIBS     := $(PKG_LIBS) -lcsv -lm
 
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
-WORKERS    := producer snapshot consumer
+WORKERS    := producer snapshot consumer etl_producer etl_loader
 PROGRAMS   := $(WORKERS:%=$(BUILD)/pgrelay-%) $(BUILD)/pgrelayd $(BUILD)/pgrelayctl
 BENCH      := $(BUILD)/loadgen
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum cfg_type { CFG_T_STRING, CFG_T_INT, CFG_T_INT64 };
+enum cfg_type { CFG_T_STRING, CFG_T_INT, CFG_T_INT64, CFG_T_BOOL };
 
 struct cfg_key {
 	const char *group;
@@ -35,6 +35,8 @@ struct cfg_key {
 	{ g, k, CFG_T_STRING, offsetof(struct cfg, field), req, def, 0, 0, 0, env }
 #define INT(g, k, field, def, lo, hi) \
 	{ g, k, CFG_T_INT, offsetof(struct cfg, field), 0, NULL, def, lo, hi, NULL }
+#define BOOL(g, k, field, def) \
+	{ g, k, CFG_T_BOOL, offsetof(struct cfg, field), 0, NULL, def, 0, 1, NULL }
 #define INT64(g, k, field, def, lo, hi) \
 	{ g, k, CFG_T_INT64, offsetof(struct cfg, field), 0, NULL, def, lo, hi, NULL }
 
@@ -73,6 +75,24 @@ static const struct cfg_key cfg_schema[] = {
 	INT("supervisor", "backoff_initial_ms", sup_backoff_initial_ms, 1000, 10, 600000),
 	INT("supervisor", "backoff_max_ms", sup_backoff_max_ms, 30000, 10, 3600000),
 	INT("supervisor", "status_interval_s", sup_status_interval_s, 2, 1, 3600),
+
+	STR("supervisor", "scale_pool", sup_scale_pool, 0, "consumer", NULL),
+
+	BOOL("etl", "enabled", etl_enabled, 0),
+	STR("etl", "spool_dir", etl_spool_dir, 0, "/var/spool/pgrelay/etl", NULL),
+	STR("etl", "topic", etl_topic, 0, "pgrelay.etl.department_employee", NULL),
+	STR("etl", "dlq_topic", etl_dlq_topic, 0, "pgrelay.etl.dlq", NULL),
+	INT("etl", "partitions", etl_partitions, 3, 1, 1000),
+	STR("etl", "group_id", etl_group_id, 0, "pgrelay-etl", NULL),
+	STR("etl", "departments", etl_departments, 0, "ECC,CIT,EMS", NULL),
+	INT("etl", "min_hire_year", etl_min_hire_year, 2010, 1, 9999),
+	INT("etl", "poll_interval_ms", etl_poll_interval_ms, 1000, 10, 3600000),
+	INT("etl", "batch_size", etl_batch_size, 1000, 1, 1000000),
+	INT("etl", "loader_count", etl_loader_count, 1, 0, 1000),
+	INT("etl", "loader_min", etl_loader_min, 0, 0, 1000),
+	INT("etl", "loader_max", etl_loader_max, 3, 1, 1000),
+	INT("etl", "loader_batch_size", etl_loader_batch_size, 1000, 1, 100000),
+	INT("etl", "loader_batch_timeout_ms", etl_loader_batch_timeout_ms, 50, 1, 60000),
 
 	STR("rules", "min_dob", rule_min_dob, 0, "2007-01-01", NULL),
 	INT64("rules", "min_salary", rule_min_salary, 10000, INT32_MIN, INT32_MAX),
@@ -159,7 +179,7 @@ set_string(struct cfg *cfg, const struct cfg_key *k, const char *value)
 static void
 set_integer(struct cfg *cfg, const struct cfg_key *k, long long value)
 {
-	if (k->type == CFG_T_INT)
+	if (k->type == CFG_T_INT || k->type == CFG_T_BOOL)
 		*(int *)((char *)cfg + k->offset) = (int)value;
 	else
 		*(int64_t *)((char *)cfg + k->offset) = (int64_t)value;
@@ -220,6 +240,15 @@ load_key(struct cfg *cfg, config_setting_t *root, const struct cfg_key *k,
 		return 0;
 	}
 
+	if (k->type == CFG_T_BOOL) {
+		if (t != CONFIG_TYPE_BOOL) {
+			snprintf(err, errlen, "%s:%d: %s.%s: expected true or false, got %s",
+			    path, line, k->group, k->name, type_name(t));
+			return -1;
+		}
+		set_integer(cfg, k, config_setting_get_bool(s));
+		return 0;
+	}
 	if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
 		snprintf(err, errlen, "%s:%d: %s.%s: expected an integer, got %s",
 		    path, line, k->group, k->name, type_name(t));
@@ -275,6 +304,28 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 		    "kafka.partitions %d (a consumer beyond the partition count "
 		    "would sit idle)", cfg->path, key_line(lc, "consumer.max"),
 		    cfg->consumer_max, cfg->partitions);
+		return -1;
+	}
+	if (cfg->etl_loader_min > cfg->etl_loader_max ||
+	    cfg->etl_loader_count < cfg->etl_loader_min ||
+	    cfg->etl_loader_count > cfg->etl_loader_max) {
+		snprintf(err, errlen, "%s:%d: etl.loader_count: %d is outside "
+		    "[etl.loader_min %d, etl.loader_max %d]", cfg->path,
+		    key_line(lc, "etl.loader_count"), cfg->etl_loader_count,
+		    cfg->etl_loader_min, cfg->etl_loader_max);
+		return -1;
+	}
+	if (cfg->etl_loader_max > cfg->etl_partitions) {
+		snprintf(err, errlen, "%s:%d: etl.loader_max: %d is above "
+		    "etl.partitions %d", cfg->path, key_line(lc, "etl.loader_max"),
+		    cfg->etl_loader_max, cfg->etl_partitions);
+		return -1;
+	}
+	if (strcmp(cfg->sup_scale_pool, "consumer") != 0 &&
+	    strcmp(cfg->sup_scale_pool, "etl_loader") != 0) {
+		snprintf(err, errlen, "%s:%d: supervisor.scale_pool: \"%s\" is not "
+		    "one of consumer, etl_loader", cfg->path,
+		    key_line(lc, "supervisor.scale_pool"), cfg->sup_scale_pool);
 		return -1;
 	}
 	enum log_level lvl;

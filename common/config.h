@@ -66,6 +66,25 @@ struct cfg {
 	int sup_backoff_max_ms;
 	int sup_status_interval_s;
 
+	char *sup_scale_pool;		/* the pool SIGUSR1/SIGUSR2 scale */
+
+	/* etl */
+	int etl_enabled;
+	char *etl_spool_dir;
+	char *etl_topic;
+	char *etl_dlq_topic;
+	int etl_partitions;
+	char *etl_group_id;
+	char *etl_departments;		/* comma-separated department codes */
+	int etl_min_hire_year;
+	int etl_poll_interval_ms;
+	int etl_batch_size;
+	int etl_loader_count;
+	int etl_loader_min;
+	int etl_loader_max;
+	int etl_loader_batch_size;
+	int etl_loader_batch_timeout_ms;
+
 	/* rules */
 	char *rule_min_dob;		/* "YYYY-MM-DD": dob before it fails */
 	int32_t rule_min_dob_days;	/* the same, as days since 1970-01-01 */

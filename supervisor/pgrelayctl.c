@@ -3,7 +3,7 @@
  * (runtime_dir/pgrelayd.sock): no pid needed.
  *
  *   pgrelayctl [-c CONFIG | -s SOCKET] status [--json]
- *   pgrelayctl [-c CONFIG | -s SOCKET] scale consumer +1|-1|N
+ *   pgrelayctl [-c CONFIG | -s SOCKET] scale consumer|etl_loader +1|-1|N
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -22,7 +22,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: pgrelayctl [-c CONFIG | -s SOCKET] status [--json]\n"
-	    "       pgrelayctl [-c CONFIG | -s SOCKET] scale consumer +1|-1|N\n"
+	    "       pgrelayctl [-c CONFIG | -s SOCKET] scale consumer|etl_loader +1|-1|N\n"
 	    "The socket defaults to $RUNTIME_DIRECTORY/pgrelayd.sock, else\n"
 	    "supervisor.runtime_dir of CONFIG, else /run/pgrelay/pgrelayd.sock.\n");
 }

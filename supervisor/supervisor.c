@@ -63,9 +63,31 @@
 #define MAX_SLOTS 64
 #define STATUS_LEN 160
 
-enum pool_id { POOL_SNAPSHOT, POOL_PRODUCER, POOL_CONSUMER, NPOOLS };
+enum pool_id {
+	POOL_SNAPSHOT, POOL_PRODUCER, POOL_CONSUMER, POOL_ETL_PRODUCER, POOL_ETL_LOADER,
+	NPOOLS
+};
 
-static const char *const pool_names[NPOOLS] = { "snapshot", "producer", "consumer" };
+/* The pool's name is also its program's: pgrelay-NAME. */
+static const char *const pool_names[NPOOLS] = {
+	"snapshot", "producer", "consumer", "etl_producer", "etl_loader"
+};
+
+static int
+pool_by_name(const char *name)
+{
+	for (int p = 0; p < NPOOLS; p++)
+		if (strcmp(pool_names[p], name) == 0)
+			return p;
+	return -1;
+}
+
+/* Pools whose size is scaled (SIGUSR1/2, pgrelayctl scale, reload). */
+static int
+pool_scalable(int p)
+{
+	return p == POOL_CONSUMER || p == POOL_ETL_LOADER;
+}
 
 enum slot_state {
 	SLOT_FREE = 0,
@@ -564,6 +586,44 @@ process_shutdown(struct sup *s)
 	}
 }
 
+/* Sizes the pools from a new config.  A scalable pool keeps its scaled
+ * size unless the config's count for it changed (gunicorn loses it: its
+ * issue #716); sizes are clamped to the new min/max. */
+static void
+set_pool_sizes(struct sup *s, const struct cfg *n)
+{
+	const struct cfg *o = s->cfg;
+	int etl = n->etl_enabled;
+	struct { int p, count, min, max, old_count; } sz[] = {
+		{ POOL_CONSUMER, n->consumer_count, n->consumer_min, n->consumer_max,
+		  o ? o->consumer_count : -1 },
+		{ POOL_ETL_LOADER, etl ? n->etl_loader_count : 0, etl ? n->etl_loader_min : 0,
+		  etl ? n->etl_loader_max : 0,
+		  o ? (o->etl_enabled ? o->etl_loader_count : 0) : -1 },
+	};
+
+	s->pools[POOL_SNAPSHOT] = (struct pool){ .want = 1, .min = 1, .max = 1,
+	    .stopped = s->pools[POOL_SNAPSHOT].stopped };
+	s->pools[POOL_PRODUCER].want = s->pools[POOL_PRODUCER].min =
+	    s->pools[POOL_PRODUCER].max = 1;
+	s->pools[POOL_ETL_PRODUCER].want = s->pools[POOL_ETL_PRODUCER].max = etl;
+	s->pools[POOL_ETL_PRODUCER].min = etl;
+	for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
+		struct pool *pl = &s->pools[sz[i].p];
+		int want = (o == NULL || sz[i].count != sz[i].old_count) ? sz[i].count : pl->want;
+		if (want < sz[i].min)
+			want = sz[i].min;
+		if (want > sz[i].max)
+			want = sz[i].max;
+		if (o != NULL && want != pl->want)
+			log_info("%s pool: %d -> %d (min %d, max %d)", pool_names[sz[i].p],
+			    pl->want, want, sz[i].min, sz[i].max);
+		pl->want = want;
+		pl->min = sz[i].min;
+		pl->max = sz[i].max;
+	}
+}
+
 static void
 process_reload(struct sup *s)
 {
@@ -581,19 +641,8 @@ process_reload(struct sup *s)
 		sd_notify(0, "READY=1\nSTATUS=reload rejected: config error");
 		return;
 	}
-	struct pool *cp = &s->pools[POOL_CONSUMER];
-	int scaled = cp->want;
-	if (ncfg->consumer_count != s->cfg->consumer_count)
-		scaled = ncfg->consumer_count;
-	if (scaled < ncfg->consumer_min)
-		scaled = ncfg->consumer_min;
-	if (scaled > ncfg->consumer_max)
-		scaled = ncfg->consumer_max;
-	cp->min = ncfg->consumer_min;
-	cp->max = ncfg->consumer_max;
-	log_info("reloaded %s: consumers %d -> %d (min %d, max %d); restarting "
-	    "workers gracefully", s->conf_path, cp->want, scaled, cp->min, cp->max);
-	cp->want = scaled;
+	set_pool_sizes(s, ncfg);
+	log_info("reloaded %s; restarting the workers gracefully", s->conf_path);
 	cfg_free(s->cfg);
 	s->cfg = ncfg;
 	for (int p = 0; p < NPOOLS; p++)
@@ -613,27 +662,29 @@ process_reload(struct sup *s)
 static void
 process_scaling(struct sup *s)
 {
-	struct pool *cp = &s->pools[POOL_CONSUMER];
+	int sp = pool_by_name(s->cfg->sup_scale_pool);
+	struct pool *cp = &s->pools[sp < 0 ? POOL_CONSUMER : sp];
+	const char *name = pool_names[sp < 0 ? POOL_CONSUMER : sp];
 
 	for (; s->pending_usr1 > 0; s->pending_usr1--) {
 		if (s->shutting_down)
 			continue;
 		if (cp->want >= cp->max) {
-			log_warn("SIGUSR1: already at consumer.max %d consumers", cp->max);
+			log_warn("SIGUSR1: the %s pool is already at its max %d", name, cp->max);
 			continue;
 		}
 		cp->want++;
-		log_info("SIGUSR1: scaling consumers up to %d", cp->want);
+		log_info("SIGUSR1: scaling the %s pool up to %d", name, cp->want);
 	}
 	for (; s->pending_usr2 > 0; s->pending_usr2--) {
 		if (s->shutting_down)
 			continue;
 		if (cp->want <= cp->min) {
-			log_warn("SIGUSR2: already at consumer.min %d consumers", cp->min);
+			log_warn("SIGUSR2: the %s pool is already at its min %d", name, cp->min);
 			continue;
 		}
 		cp->want--;
-		log_info("SIGUSR2: scaling consumers down to %d", cp->want);
+		log_info("SIGUSR2: scaling the %s pool down to %d", name, cp->want);
 	}
 }
 
@@ -831,9 +882,11 @@ notify_status(struct sup *s)
 
 	if (now - s->last_status >= s->cfg->sup_status_interval_s) {
 		s->last_status = now;
-		sd_notifyf(0, "STATUS=producer %d, consumers %d/%d, lag %lld, dlq %lld%s",
+		sd_notifyf(0, "STATUS=producer %d, consumers %d/%d, etl loaders %d/%d, "
+		    "lag %lld, dlq %lld%s",
 		    pool_running(s, POOL_PRODUCER), pool_running(s, POOL_CONSUMER),
-		    s->pools[POOL_CONSUMER].want, status_sum(s, "lag"),
+		    s->pools[POOL_CONSUMER].want, pool_running(s, POOL_ETL_LOADER),
+		    s->pools[POOL_ETL_LOADER].want, status_sum(s, "lag"),
 		    status_sum(s, "dlq"), s->shutting_down ? ", stopping" : "");
 	}
 	for (int p = 0; p < NPOOLS; p++)
@@ -900,11 +953,12 @@ handle_control(struct sup *s)
 		json_decref(j);
 	} else if (strncmp(line, "scale ", 6) == 0) {
 		char pool[32], arg[32];
+		int pid = -1;
 		if (sscanf(line + 6, "%31s %31s", pool, arg) != 2 ||
-		    strcmp(pool, "consumer") != 0) {
-			control_reply(fd, "error: usage: scale consumer +1|-1|N\n");
+		    (pid = pool_by_name(pool)) < 0 || !pool_scalable(pid)) {
+			control_reply(fd, "error: usage: scale consumer|etl_loader +1|-1|N\n");
 		} else {
-			struct pool *cp = &s->pools[POOL_CONSUMER];
+			struct pool *cp = &s->pools[pid];
 			char *end;
 			long v = strtol(arg, &end, 10);
 			long target = (arg[0] == '+' || arg[0] == '-') ? cp->want + v : v;
@@ -915,14 +969,16 @@ handle_control(struct sup *s)
 				    target, cp->min, cp->max);
 				control_reply(fd, out);
 			} else {
-				log_info("control: scaling consumers %d -> %ld", cp->want, target);
+				log_info("control: scaling the %s pool %d -> %ld", pool,
+				    cp->want, target);
 				cp->want = (int)target;
-				snprintf(out, sizeof(out), "ok: consumer %ld\n", target);
+				snprintf(out, sizeof(out), "ok: %s %ld\n", pool, target);
 				control_reply(fd, out);
 			}
 		}
 	} else {
-		control_reply(fd, "error: commands: status | status json | scale consumer +1|-1|N\n");
+		control_reply(fd, "error: commands: status | status json | "
+		    "scale consumer|etl_loader +1|-1|N\n");
 	}
 	close(fd);
 }
@@ -1107,10 +1163,10 @@ main(int argc, char **argv)
 	srand((unsigned)getpid() ^ (unsigned)time(NULL));
 	s.self = getpid();
 
-	s.pools[POOL_SNAPSHOT] = (struct pool){ .want = 1, .min = 1, .max = 1 };
-	s.pools[POOL_PRODUCER] = (struct pool){ .want = 1, .min = 1, .max = 1 };
-	s.pools[POOL_CONSUMER] = (struct pool){ .want = s.cfg->consumer_count,
-	    .min = s.cfg->consumer_min, .max = s.cfg->consumer_max };
+	struct cfg *first = s.cfg;
+	s.cfg = NULL;
+	set_pool_sizes(&s, first);
+	s.cfg = first;
 	log_info("starting: config %s, workers from %s, control socket %s",
 	    s.conf_path, s.bin_dir, s.control_path);
 

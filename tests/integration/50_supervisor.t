@@ -77,7 +77,7 @@ is "$(group_members)" 3 "the broker sees three members in the group"
 for i in 1 2 3 4 5; do kill -USR2 "${T_PIDS[sup]}"; sleep 0.2; done
 wait_until 20 'test "$(running_count consumer)" = 1'
 is "$(running_count consumer)" 1 "SIGUSR2 stops at consumer.min"
-grep -q "already at consumer.min 1" "$T_DIR/sup.log"
+grep -q "the consumer pool is already at its min 1" "$T_DIR/sup.log"
 ok $? "and says so"
 for i in 1 2; do kill -USR1 "${T_PIDS[sup]}"; sleep 0.2; done
 wait_until 20 'test "$(running_count consumer)" = 3'

@@ -23,6 +23,7 @@ T_DIR=$(mktemp -d "/tmp/pgrelay-$T_NAME.XXXXXX")
 T_TOPIC="t.$T_NAME.$$"
 T_DLQ="t.$T_NAME.$$.dlq"
 T_GROUP="t-$T_NAME-$$"
+mkdir -p "$T_DIR/spool"
 T_N=0
 T_FAILED=0
 declare -A T_PIDS=()
@@ -87,6 +88,16 @@ supervisor = {
   backoff_initial_ms = ${T_BACKOFF:-200};
   backoff_max_ms = 2000;
   status_interval_s = 1;
+};
+etl = {
+  enabled = ${T_ETL:-false};
+  spool_dir = "$T_DIR/spool";
+  topic = "$T_TOPIC.etl";
+  dlq_topic = "$T_TOPIC.etl.dlq";
+  group_id = "$T_GROUP-etl";
+  partitions = 3;
+  batch_size = ${T_ETL_BATCH:-1000};
+  loader_count = ${T_LOADERS:-1};
 };
 CONF
 	echo "$f"

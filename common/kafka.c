@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "worker.h"
 
 static atomic_int kfk_fatal_seen;
 
@@ -239,4 +240,43 @@ kfk_ensure_topics(rd_kafka_t *rk, const struct cfg *cfg, char *err, size_t errle
 		return -1;
 	return kfk_ensure_topic(rk, cfg->dlq_topic, 1, cfg->replication_factor,
 	    err, errlen);
+}
+
+void
+kfk_acks_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+	struct kfk_acks *a = opaque;
+
+	(void)rk;
+	if (msg->err) {
+		a->failed++;
+		a->last_err = msg->err;
+	} else {
+		a->acked++;
+	}
+}
+
+int
+kfk_acks_wait(rd_kafka_t *rk, struct kfk_acks *a, volatile sig_atomic_t *stop,
+    char *err, size_t errlen)
+{
+	while (a->acked + a->failed < a->sent && !kfk_fatal()) {
+		rd_kafka_flush(rk, 100);
+		worker_notify_alive(NULL);	/* waiting on a broker is not hung */
+		if (*stop && a->acked + a->failed < a->sent) {
+			rd_kafka_flush(rk, 5000);
+			if (a->acked + a->failed < a->sent) {
+				snprintf(err, errlen, "stopping with %ld messages not "
+				    "acknowledged; they are sent again after a restart",
+				    a->sent - a->acked - a->failed);
+				return -1;
+			}
+		}
+	}
+	if (kfk_fatal() || a->failed > 0) {
+		snprintf(err, errlen, "%ld messages failed: %s", a->failed,
+		    kfk_fatal() ? "fatal producer error" : rd_kafka_err2str(a->last_err));
+		return -1;
+	}
+	return 0;
 }

@@ -14,6 +14,7 @@
 #define PGRELAY_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -42,6 +43,23 @@ int kfk_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions,
  * (one partition: the DLQ is read by people, in order). */
 int kfk_ensure_topics(rd_kafka_t *rk, const struct cfg *cfg, char *err,
     size_t errlen);
+
+/* Delivery accounting of one producer: sent counts what the caller
+ * produced, the delivery reports count acked and failed.  Give the struct
+ * as the opaque of kfk_producer_new() with kfk_acks_report as dr. */
+struct kfk_acks {
+	long sent, acked, failed;
+	rd_kafka_resp_err_t last_err;
+};
+
+void kfk_acks_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
+
+/* Waits until Kafka acknowledged every message counted in a->sent.  -1
+ * with err when one failed, on a fatal error, or when *stop is set and
+ * they are still unacknowledged 5 s later (the caller's position has not
+ * moved, so they are sent again after a restart). */
+int kfk_acks_wait(rd_kafka_t *rk, struct kfk_acks *a,
+    volatile sig_atomic_t *stop, char *err, size_t errlen);
 
 /* 1 once librdkafka has reported a fatal error; the worker must exit. */
 int kfk_fatal(void);

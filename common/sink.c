@@ -64,8 +64,7 @@ struct consumer {
 	int nbatch;
 	struct reject *rejects;
 	int nrejects;
-	long dlq_acked, dlq_failed;
-	rd_kafka_resp_err_t dlq_err;
+	struct kfk_acks dlq_acks;	/* of the current batch's rejects */
 	int db_attempt;
 	int64_t applied, stale, rejected;
 	int ever_assigned;	/* see leave_group() */
@@ -81,20 +80,6 @@ mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
-{
-	struct consumer *c = opaque;
-
-	(void)rk;
-	if (msg->err) {
-		c->dlq_failed++;
-		c->dlq_err = msg->err;
-	} else {
-		c->dlq_acked++;
-	}
 }
 
 /* Opens B if needed.  0 when connected; -1 after logging and backing off. */
@@ -182,9 +167,7 @@ add_reject(struct consumer *c, int index, const char *stage, const char *rule,
 static int
 send_rejects(struct consumer *c, char *err, size_t errlen)
 {
-	long sent = 0;
-
-	c->dlq_acked = c->dlq_failed = 0;
+	c->dlq_acks = (struct kfk_acks){ 0 };
 	for (int i = 0; i < c->nrejects; i++) {
 		const struct reject *r = &c->rejects[i];
 		const rd_kafka_message_t *m = c->batch[r->index];
@@ -220,23 +203,9 @@ send_rejects(struct consumer *c, char *err, size_t errlen)
 			snprintf(err, errlen, "DLQ produce: %s", rd_kafka_err2str(e));
 			return -1;
 		}
-		sent++;		/* h is owned by the message now */
+		c->dlq_acks.sent++;	/* h is owned by the message now */
 	}
-	while (c->dlq_acked + c->dlq_failed < sent && !kfk_fatal()) {
-		rd_kafka_flush(c->dlq, 100);
-		if (worker_stop && c->dlq_acked + c->dlq_failed < sent) {
-			rd_kafka_flush(c->dlq, 5000);
-			if (c->dlq_acked + c->dlq_failed < sent) {
-				snprintf(err, errlen, "stopping before the DLQ acknowledged");
-				return -1;
-			}
-		}
-	}
-	if (c->dlq_failed > 0 || kfk_fatal()) {
-		snprintf(err, errlen, "DLQ delivery failed: %s", rd_kafka_err2str(c->dlq_err));
-		return -1;
-	}
-	return 0;
+	return kfk_acks_wait(c->dlq, &c->dlq_acks, &worker_stop, err, errlen);
 }
 
 /* SQLSTATE classes 22 (data exception) and 23 (integrity): the message
@@ -511,7 +480,8 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		free(c.rejects);
 		return 1;
 	}
-	c.dlq = kfk_producer_new(cfg, c.client_id, dlq_report, &c, err, sizeof(err));
+	c.dlq = kfk_producer_new(cfg, c.client_id, kfk_acks_report, &c.dlq_acks, err,
+	    sizeof(err));
 	if (c.dlq == NULL) {
 		log_error("%s", err);
 		return 1;

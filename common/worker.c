@@ -5,6 +5,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,28 @@ worker_setup(const char *kind, const char *path)
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);	/* the supervisor restarts us on reload */
 	return cfg;
+}
+
+struct cfg *
+worker_start(int argc, char **argv, const char *kind, const char *usage,
+    int *force)
+{
+	const char *path = NULL;
+	int ch;
+
+	while ((ch = getopt(argc, argv, force ? "c:fh" : "c:h")) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'f': *force = 1; break;
+		case 'h': printf("%s\n", usage); exit(0);
+		default: fprintf(stderr, "%s\n", usage); exit(64);
+		}
+	}
+	if (path == NULL || optind != argc) {
+		fprintf(stderr, "%s\n", usage);
+		exit(64);
+	}
+	return worker_setup(kind, path);
 }
 
 int

@@ -20,6 +20,13 @@ extern volatile sig_atomic_t worker_stop;
  * owned by the caller (cfg_free). */
 struct cfg *worker_setup(const char *kind, const char *path);
 
+/* The common command line of a worker: -c CONFIG, -h, and -f when force
+ * is not NULL (*force set to 1 when given).  Prints usage (a text ending
+ * without a newline) and exits 64 on a bad command line, 0 on -h; then
+ * worker_setup(). */
+struct cfg *worker_start(int argc, char **argv, const char *kind,
+    const char *usage, int *force);
+
 /* Sleeps up to ms milliseconds; returns early (1) when a stop is asked. */
 int worker_sleep_ms(int ms);
 

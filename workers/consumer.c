@@ -18,7 +18,6 @@
  * goes to the DLQ; B keeps the row's last valid version.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,33 +77,15 @@ apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
 	return rc;
 }
 
-static void
-usage(FILE *f)
-{
-	fprintf(f, "usage: pgrelay-consumer -c CONFIG\n"
-	    "Applies the CDC topic's changes to the target database as one member\n"
-	    "of the consumer group.\n");
-}
-
 int
 main(int argc, char **argv)
 {
-	const char *path = NULL;
 	struct rules rules;
-	int ch, rc;
+	struct cfg *cfg = worker_start(argc, argv, "consumer",
+	    "usage: pgrelay-consumer -c CONFIG\n"
+	    "Applies the CDC topic's changes to the target database as one member\n"
+	    "of the consumer group.", NULL);
 
-	while ((ch = getopt(argc, argv, "c:h")) != -1) {
-		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 64;
-		}
-	}
-	if (path == NULL) {
-		usage(stderr);
-		return 64;
-	}
-	struct cfg *cfg = worker_setup("consumer", path);
 	rule_init(&rules, cfg);
 	struct sink_ops ops = {
 		.appname = "pgrelay-consumer",
@@ -118,7 +99,8 @@ main(int argc, char **argv)
 		.apply = apply_message,
 		.opaque = &rules,
 	};
-	rc = sink_run(cfg, &ops);
+	int rc = sink_run(cfg, &ops);
+
 	cfg_free(cfg);
 	return rc;
 }

@@ -13,7 +13,6 @@
  * resending part of a file never counts a salary twice.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -92,32 +91,13 @@ out:
 	return rc;
 }
 
-static void
-usage(FILE *f)
-{
-	fprintf(f, "usage: pgrelay-etl_loader -c CONFIG\n"
-	    "Loads the ETL topic into department_employee as one member of the\n"
-	    "ETL consumer group.\n");
-}
-
 int
 main(int argc, char **argv)
 {
-	const char *path = NULL;
-	int ch, rc;
-
-	while ((ch = getopt(argc, argv, "c:h")) != -1) {
-		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 64;
-		}
-	}
-	if (path == NULL) {
-		usage(stderr);
-		return 64;
-	}
-	struct cfg *cfg = worker_setup("etl_loader", path);
+	struct cfg *cfg = worker_start(argc, argv, "etl_loader",
+	    "usage: pgrelay-etl_loader -c CONFIG\n"
+	    "Loads the ETL topic into department_employee as one member of the\n"
+	    "ETL consumer group.", NULL);
 	struct sink_ops ops = {
 		.appname = "pgrelay-etl_loader",
 		.schema_component = "etl",
@@ -130,7 +110,8 @@ main(int argc, char **argv)
 		.apply = apply_record,
 		.opaque = NULL,
 	};
-	rc = sink_run(cfg, &ops);
+	int rc = sink_run(cfg, &ops);
+
 	cfg_free(cfg);
 	return rc;
 }

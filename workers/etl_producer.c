@@ -32,7 +32,6 @@
 #include <csv.h>
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -59,8 +58,7 @@ struct etl {
 	struct cfg *cfg;
 	PGconn *db;
 	rd_kafka_t *rk;
-	long sent, acked, failed;
-	rd_kafka_resp_err_t last_err;
+	struct kfk_acks acks;	/* of the current file */
 };
 
 /* One file's parse state, fed to libcsv's callbacks. */
@@ -80,43 +78,6 @@ struct file_ctx {
 	long sent, filtered, rejected, since_checkpoint, last_line;
 	char err[512];
 };
-
-static void
-delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
-{
-	struct etl *e = opaque;
-
-	(void)rk;
-	if (msg->err) {
-		e->failed++;
-		e->last_err = msg->err;
-	} else {
-		e->acked++;
-	}
-}
-
-static int
-await_acks(struct etl *e, char *err, size_t errlen)
-{
-	while (e->acked + e->failed < e->sent && !kfk_fatal()) {
-		rd_kafka_flush(e->rk, 100);
-		worker_notify_alive(NULL);
-		if (worker_stop && e->acked + e->failed < e->sent) {
-			rd_kafka_flush(e->rk, 5000);
-			if (e->acked + e->failed < e->sent) {
-				snprintf(err, errlen, "stopped before Kafka acknowledged; "
-				    "the file resumes from its last checkpoint");
-				return -1;
-			}
-		}
-	}
-	if (e->failed > 0 || kfk_fatal()) {
-		snprintf(err, errlen, "%ld messages failed: %s", e->failed,
-		    rd_kafka_err2str(e->last_err));
-		return -1;
-	}
-	return 0;
-}
 
 static int
 produce_json(struct etl *e, const char *topic, const char *key, json_t *value,
@@ -141,7 +102,7 @@ produce_json(struct etl *e, const char *topic, const char *key, json_t *value,
 		snprintf(err, errlen, "produce to %s: %s", topic, rd_kafka_err2str(x));
 		return -1;
 	}
-	e->sent++;
+	e->acks.sent++;
 	return 0;
 }
 
@@ -246,7 +207,7 @@ checkpoint(struct file_ctx *f)
 	char last[24], sent[24], filt[24], rej[24];
 	const char *params[5] = { f->sha, last, sent, filt, rej };
 
-	if (await_acks(e, f->err, sizeof(f->err)) < 0)
+	if (kfk_acks_wait(e->rk, &e->acks, &worker_stop, f->err, sizeof(f->err)) < 0)
 		return -1;
 	snprintf(last, sizeof(last), "%ld", f->last_line);
 	snprintf(sent, sizeof(sent), "%ld", f->sent);
@@ -452,7 +413,7 @@ process_file(struct etl *e, const char *name)
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
-	e->sent = e->acked = e->failed = 0;
+	e->acks = (struct kfk_acks){ 0 };
 	while (!f.error && !f.bad_header && !worker_stop &&
 	    (n = getline(&line, &cap, fp)) > 0) {
 		char *s = line;
@@ -557,7 +518,7 @@ etl_producer_main(struct cfg *cfg)
 	char err[1024], where[256];
 	int attempt = 0;
 
-	e.rk = kfk_producer_new(cfg, "pgrelay-etl_producer", delivery_report, &e,
+	e.rk = kfk_producer_new(cfg, "pgrelay-etl_producer", kfk_acks_report, &e.acks,
 	    err, sizeof(err));
 	if (e.rk == NULL) {
 		log_error("%s", err);
@@ -599,32 +560,14 @@ etl_producer_main(struct cfg *cfg)
 	return kfk_fatal() ? 1 : 0;
 }
 
-static void
-usage(FILE *f)
-{
-	fprintf(f, "usage: pgrelay-etl_producer -c CONFIG\n"
-	    "Loads CSV files from etl.spool_dir into the ETL topic.\n");
-}
-
 int
 main(int argc, char **argv)
 {
-	const char *path = NULL;
-	int ch, rc;
+	struct cfg *cfg = worker_start(argc, argv, "etl_producer",
+	    "usage: pgrelay-etl_producer -c CONFIG\n"
+	    "Loads CSV files from etl.spool_dir into the ETL topic.", NULL);
+	int rc = etl_producer_main(cfg);
 
-	while ((ch = getopt(argc, argv, "c:h")) != -1) {
-		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 64;
-		}
-	}
-	if (path == NULL) {
-		usage(stderr);
-		return 64;
-	}
-	struct cfg *cfg = worker_setup("etl_producer", path);
-	rc = etl_producer_main(cfg);
 	cfg_free(cfg);
 	return rc;
 }

@@ -33,7 +33,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <inttypes.h>
-#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,26 +56,11 @@ struct producer {
 	rd_kafka_t *rk;
 	int locked;			/* holds the producer advisory lock */
 	int64_t epoch;
-	long acked, failed;		/* delivery reports of the current round */
-	rd_kafka_resp_err_t last_err;
+	struct kfk_acks acks;		/* of the current round */
 	time_t last_retention;
 	time_t last_long_txn_warn;
 	int64_t total_sent;
 };
-
-static void
-delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
-{
-	struct producer *p = opaque;
-
-	(void)rk;
-	if (msg->err) {
-		p->failed++;
-		p->last_err = msg->err;
-	} else {
-		p->acked++;
-	}
-}
 
 static void
 disconnect(struct producer *p)
@@ -143,37 +127,6 @@ snapshot_done(struct producer *p, char *err, size_t errlen)
 	return done;
 }
 
-/* Waits until Kafka acknowledged every message sent so far.  Returns -1 if
- * one failed or a stop was asked before the acknowledgements came. */
-static int
-await_acks(struct producer *p, long sent, char *err, size_t errlen)
-{
-	while (p->acked + p->failed < sent) {
-		rd_kafka_flush(p->rk, 100);
-		if (kfk_fatal()) {
-			snprintf(err, errlen, "kafka producer fatal error");
-			return -1;
-		}
-		if (worker_stop && p->acked + p->failed < sent) {
-			/* Give in-flight messages a moment; unacknowledged ones are
-			 * sent again by the next producer. */
-			rd_kafka_flush(p->rk, 5000);
-			if (p->acked + p->failed < sent) {
-				snprintf(err, errlen, "stopping with %ld messages "
-				    "unacknowledged; they are sent again on restart",
-				    sent - p->acked - p->failed);
-				return -1;
-			}
-		}
-	}
-	if (p->failed > 0) {
-		snprintf(err, errlen, "%ld messages failed: %s", p->failed,
-		    rd_kafka_err2str(p->last_err));
-		return -1;
-	}
-	return 0;
-}
-
 static int
 produce_one(struct producer *p, const struct change *c, char *err, size_t errlen)
 {
@@ -205,6 +158,7 @@ produce_one(struct producer *p, const struct change *c, char *err, size_t errlen
 		    rd_kafka_err2str(e));
 		return -1;
 	}
+	p->acks.sent++;
 	return 0;
 }
 
@@ -344,7 +298,7 @@ run_round(struct producer *p, char *err, size_t errlen)
 		return 0;
 	snprintf(limit, sizeof(limit), "%d", p->cfg->producer_batch_size);
 
-	p->acked = p->failed = 0;
+	p->acks = (struct kfk_acks){ 0 };
 	for (;;) {
 		const char *params[4] = { lo, hi, last, limit };
 		int rows;
@@ -369,10 +323,10 @@ run_round(struct producer *p, char *err, size_t errlen)
 		rd_kafka_poll(p->rk, 0);
 		if (rows < p->cfg->producer_batch_size)
 			break;
-		if (await_acks(p, n, err, errlen) < 0)
+		if (kfk_acks_wait(p->rk, &p->acks, &worker_stop, err, errlen) < 0)
 			return -1;
 	}
-	if (await_acks(p, n, err, errlen) < 0)
+	if (kfk_acks_wait(p->rk, &p->acks, &worker_stop, err, errlen) < 0)
 		return -1;
 
 	snprintf(count, sizeof(count), "%ld", n);
@@ -432,7 +386,7 @@ producer_main(struct cfg *cfg)
 	int attempt = 0, standby_logged = 0, waiting_logged = 0;
 	char status[128];
 
-	p.rk = kfk_producer_new(cfg, "pgrelay-producer", delivery_report, &p,
+	p.rk = kfk_producer_new(cfg, "pgrelay-producer", kfk_acks_report, &p.acks,
 	    err, sizeof(err));
 	if (p.rk == NULL) {
 		log_error("%s", err);
@@ -515,32 +469,14 @@ producer_main(struct cfg *cfg)
 	return kfk_fatal() ? 1 : 0;
 }
 
-static void
-usage(FILE *f)
-{
-	fprintf(f, "usage: pgrelay-producer -c CONFIG\n"
-	    "Sends the changes recorded in the source's emp_cdc table to Kafka.\n");
-}
-
 int
 main(int argc, char **argv)
 {
-	const char *path = NULL;
-	int ch, rc;
+	struct cfg *cfg = worker_start(argc, argv, "producer",
+	    "usage: pgrelay-producer -c CONFIG\n"
+	    "Sends the changes recorded in the source's emp_cdc table to Kafka.", NULL);
+	int rc = producer_main(cfg);
 
-	while ((ch = getopt(argc, argv, "c:h")) != -1) {
-		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 64;
-		}
-	}
-	if (path == NULL) {
-		usage(stderr);
-		return 64;
-	}
-	struct cfg *cfg = worker_setup("producer", path);
-	rc = producer_main(cfg);
 	cfg_free(cfg);
 	return rc;
 }

@@ -24,7 +24,6 @@
  * does not restart it and starts the producer.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,23 +44,8 @@ struct snapshot {
 	PGconn *state;		/* autocommit: progress */
 	PGconn *read;		/* the REPEATABLE READ transaction */
 	rd_kafka_t *rk;
-	long acked, failed;
-	rd_kafka_resp_err_t last_err;
+	struct kfk_acks acks;	/* of the current batch */
 };
-
-static void
-delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
-{
-	struct snapshot *s = opaque;
-
-	(void)rk;
-	if (msg->err) {
-		s->failed++;
-		s->last_err = msg->err;
-	} else {
-		s->acked++;
-	}
-}
 
 static double
 now_s(void)
@@ -79,28 +63,6 @@ wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int
-await_acks(struct snapshot *s, long sent, char *err, size_t errlen)
-{
-	while (s->acked + s->failed < sent && !kfk_fatal()) {
-		rd_kafka_flush(s->rk, 100);
-		if (worker_stop && s->acked + s->failed < sent) {
-			rd_kafka_flush(s->rk, 5000);
-			if (s->acked + s->failed < sent) {
-				snprintf(err, errlen, "stopped before Kafka acknowledged "
-				    "the batch; it is sent again on restart");
-				return -1;
-			}
-		}
-	}
-	if (kfk_fatal() || s->failed > 0) {
-		snprintf(err, errlen, "%ld rows failed: %s", s->failed,
-		    rd_kafka_err2str(s->last_err));
-		return -1;
-	}
-	return 0;
 }
 
 static int
@@ -144,6 +106,7 @@ send_row(struct snapshot *s, PGresult *res, int i, char *err, size_t errlen)
 		    rd_kafka_err2str(e));
 		return -1;
 	}
+	s->acks.sent++;
 	return 0;
 }
 
@@ -247,7 +210,7 @@ run_snapshot(struct snapshot *s, int force, char *err, size_t errlen)
 		if (res == NULL)
 			return -1;
 		rows = PQntuples(res);
-		s->acked = s->failed = 0;
+		s->acks = (struct kfk_acks){ 0 };
 		for (int i = 0; i < rows; i++) {
 			if (send_row(s, res, i, err, errlen) < 0) {
 				PQclear(res);
@@ -261,7 +224,7 @@ run_snapshot(struct snapshot *s, int force, char *err, size_t errlen)
 		PQclear(res);
 		if (rows == 0)
 			break;
-		if (await_acks(s, rows, err, errlen) < 0)
+		if (kfk_acks_wait(s->rk, &s->acks, &worker_stop, err, errlen) < 0)
 			return -1;
 
 		char n[16];
@@ -306,7 +269,7 @@ snapshot_main(struct cfg *cfg, int force)
 	char err[1024];
 	int attempt = 0, rc = 1;
 
-	s.rk = kfk_producer_new(cfg, "pgrelay-snapshot", delivery_report, &s,
+	s.rk = kfk_producer_new(cfg, "pgrelay-snapshot", kfk_acks_report, &s.acks,
 	    err, sizeof(err));
 	if (s.rk == NULL) {
 		log_error("%s", err);
@@ -361,34 +324,16 @@ snapshot_main(struct cfg *cfg, int force)
 	return rc == 0 ? 0 : worker_stop ? 75 : 1;
 }
 
-static void
-usage(FILE *f)
-{
-	fprintf(f, "usage: pgrelay-snapshot -c CONFIG [-f]\n"
-	    "Copies the rows of the source's employees table to Kafka once, then\n"
-	    "lets the producer stream from that cut.  -f copies again.\n");
-}
-
 int
 main(int argc, char **argv)
 {
-	const char *path = NULL;
-	int ch, force = 0, rc;
+	int force = 0;
+	struct cfg *cfg = worker_start(argc, argv, "snapshot",
+	    "usage: pgrelay-snapshot -c CONFIG [-f]\n"
+	    "Copies the rows of the source's employees table to Kafka once, then\n"
+	    "lets the producer stream from that cut.  -f copies again.", &force);
+	int rc = snapshot_main(cfg, force);
 
-	while ((ch = getopt(argc, argv, "c:fh")) != -1) {
-		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'f': force = 1; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 64;
-		}
-	}
-	if (path == NULL) {
-		usage(stderr);
-		return 64;
-	}
-	struct cfg *cfg = worker_setup("snapshot", path);
-	rc = snapshot_main(cfg, force);
 	cfg_free(cfg);
 	return rc;
 }

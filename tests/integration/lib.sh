@@ -114,6 +114,7 @@ reset_pipeline() {
 start_worker() {
 	local name=$1 kind=$2 prog; shift 2
 	case $kind in pgrelay*) prog=$BIN/$kind ;; *) prog=$BIN/pgrelay-$kind ;; esac
+	: >> "$T_DIR/$name.log"		# exists before anyone greps it
 	"$prog" "$@" >> "$T_DIR/$name.log" 2>&1 &
 	T_PIDS[$name]=$!
 }

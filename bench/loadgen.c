@@ -98,8 +98,8 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 		} else {
 			op = "d";
 			snprintf(id, sizeof(id), "%" PRId64, 1 + (int64_t)(rand_r(&seed) % (unsigned)max_id));
-			r = PQexecParams(c, "DELETE FROM employees WHERE emp_id = $2::int "
-			    "RETURNING emp_id", 2, NULL, params, NULL, NULL, 0);
+			r = PQexecParams(c, "DELETE FROM employees WHERE emp_id = $1::int "
+			    "RETURNING emp_id", 1, NULL, params + 1, NULL, NULL, 0);
 		}
 		int64_t t = now_us();
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {

@@ -89,12 +89,23 @@ check: all
 bench: all
 	bench/run
 
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DOCDIR   ?= $(PREFIX)/share/doc/pgrelay
+
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/pgrelay $(DESTDIR)$(DATADIR)/sql/source $(DESTDIR)$(DATADIR)/sql/target
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/pgrelay \
+	    $(DESTDIR)$(DATADIR)/sql/source $(DESTDIR)$(DATADIR)/sql/target \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)
 	install -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
-	install -m 0640 etc/pgrelay.conf $(DESTDIR)$(SYSCONFDIR)/pgrelay/pgrelay.conf
+	test -e $(DESTDIR)$(SYSCONFDIR)/pgrelay/pgrelay.conf || \
+	    install -m 0640 etc/pgrelay.conf $(DESTDIR)$(SYSCONFDIR)/pgrelay/pgrelay.conf
 	install -m 0644 sql/source/*.sql $(DESTDIR)$(DATADIR)/sql/source/
 	install -m 0644 sql/target/*.sql $(DESTDIR)$(DATADIR)/sql/target/
+	sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/etc/pgrelay/|$(SYSCONFDIR)/pgrelay/|g' \
+	    systemd/pgrelay.service > $(DESTDIR)$(UNITDIR)/pgrelay.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/pgrelay.service
+	install -m 0644 systemd/pgrelay.sysusers $(DESTDIR)$(SYSUSERSDIR)/pgrelay.conf
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 
 clean:
 	rm -rf build build-san

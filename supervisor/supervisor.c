@@ -138,6 +138,7 @@ struct sup {
 	int ready_sent;
 	double last_status;
 	double last_watchdog;
+	double last_extend;
 	uint64_t watchdog_usec;
 	int pending_reload, pending_usr1, pending_usr2, pending_stop;
 	pid_t self;
@@ -892,11 +893,16 @@ notify_status(struct sup *s)
 	for (int p = 0; p < NPOOLS; p++)
 		if (s->pools[p].stopped)
 			healthy = 0;
+	/* READY=1 once streaming: the snapshot is done and the producer runs.
+	 * Until then a long snapshot extends systemd's start timeout. */
 	if (!s->ready_sent) {
-		int up = pool_running(s, POOL_SNAPSHOT) + pool_running(s, POOL_PRODUCER) > 0;
-		if (up) {
+		if (pool_running(s, POOL_PRODUCER) > 0) {
 			sd_notify(0, "READY=1");
 			s->ready_sent = 1;
+		} else if (pool_running(s, POOL_SNAPSHOT) > 0 &&
+		    now - s->last_extend >= 5) {
+			sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%d", 30 * 1000000);
+			s->last_extend = now;
 		}
 	}
 	if (s->watchdog_usec > 0 && healthy &&
@@ -904,9 +910,6 @@ notify_status(struct sup *s)
 		sd_notify(0, "WATCHDOG=1");
 		s->last_watchdog = now;
 	}
-	/* A long snapshot keeps systemd from timing the start out. */
-	if (!s->ready_sent && pool_running(s, POOL_SNAPSHOT) > 0)
-		sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%d", 30 * 1000000);
 }
 
 /* ---- control socket ------------------------------------------------------ */

@@ -32,7 +32,9 @@ T_PIDS[listener]=$!
 wait_until 5 'test -S "$T_DIR/systemd.sock"'
 NOTIFY_SOCKET=$T_DIR/systemd.sock WATCHDOG_USEC=2000000 start_worker sup pgrelayd -c "$CONF"
 wait_until 30 'grep -q "^READY=1" "$T_DIR/notify.log"'
-ok $? "pgrelayd sends READY=1"
+ok $? "pgrelayd sends READY=1 once the snapshot is done and the producer runs"
+grep -q "^EXTEND_TIMEOUT_USEC=" "$T_DIR/notify.log"
+ok $? "EXTEND_TIMEOUT_USEC= while the snapshot ran"
 wait_until 60 'same_rows'
 compare_ab "the supervised snapshot and stream"
 wait_until 10 'test "$(running_count consumer)" = 2'

@@ -265,35 +265,17 @@ prune_changes(struct producer *p, const char *lo)
 	PQclear(res);
 }
 
-/* One round: send every change visible in the current snapshot and not in
- * the position, then move the position.  Returns the number of changes
+/* Sends every change visible in hi and not in the position lo, then moves
+ * the position to hi (if epoch still holds).  Returns the number of changes
  * sent, or -1 with err (nothing moved; the round is redone). */
 static long
-run_round(struct producer *p, char *err, size_t errlen)
+send_window(struct producer *p, const char *lo, const char *hi, const char *epoch,
+    char *err, size_t errlen)
 {
-	PGresult *st, *res;
-	char lo[4096], hi[4096], last[24] = "0", limit[16], epoch[24], count[24];
+	PGresult *res;
+	char last[24] = "0", limit[16], count[24];
 	long n = 0;
 
-	st = db_query(p->db, "SELECT snap::text, epoch, pg_current_snapshot()::text "
-	    "FROM pgrelay_producer_state WHERE id = 1", 0, NULL, err, errlen);
-	if (st == NULL)
-		return -1;
-	if (PQntuples(st) != 1) {
-		PQclear(st);
-		snprintf(err, errlen, "no producer position in pgrelay_producer_state; "
-		    "run the snapshot worker first");
-		return -1;
-	}
-	snprintf(lo, sizeof(lo), "%s", PQgetvalue(st, 0, 0));
-	snprintf(epoch, sizeof(epoch), "%s", PQgetvalue(st, 0, 1));
-	snprintf(hi, sizeof(hi), "%s", PQgetvalue(st, 0, 2));
-	PQclear(st);
-	if (strlen(lo) >= sizeof(lo) - 1 || strlen(hi) >= sizeof(hi) - 1) {
-		/* thousands of concurrent transactions: take the long road */
-		snprintf(err, errlen, "snapshot text too long");
-		return -1;
-	}
 	if (strcmp(lo, hi) == 0)
 		return 0;
 	snprintf(limit, sizeof(limit), "%d", p->cfg->producer_batch_size);
@@ -350,6 +332,30 @@ run_round(struct producer *p, char *err, size_t errlen)
 	if (strrchr(hi, ':')[1] != '\0')	/* "xmin:xmax:xip,...": some in progress */
 		report_long_transactions(p);
 	prune_changes(p, hi);
+	return n;
+}
+
+/* One round: the position lo, the current snapshot hi, then send_window().
+ * The snapshots stay in the result, however many transactions they list. */
+static long
+run_round(struct producer *p, char *err, size_t errlen)
+{
+	PGresult *st = db_query(p->db, "SELECT snap::text, epoch, "
+	    "pg_current_snapshot()::text FROM pgrelay_producer_state WHERE id = 1",
+	    0, NULL, err, errlen);
+	long n;
+
+	if (st == NULL)
+		return -1;
+	if (PQntuples(st) != 1) {
+		PQclear(st);
+		snprintf(err, errlen, "no producer position in pgrelay_producer_state; "
+		    "run the snapshot worker first");
+		return -1;
+	}
+	n = send_window(p, PQgetvalue(st, 0, 0), PQgetvalue(st, 0, 2),
+	    PQgetvalue(st, 0, 1), err, errlen);
+	PQclear(st);
 	return n;
 }
 

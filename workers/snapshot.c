@@ -132,12 +132,13 @@ finish(struct snapshot *s, const char *cut, char *err, size_t errlen)
 	return 0;
 }
 
-/* Runs or resumes the snapshot.  0 when done, -1 with err. */
+/* Runs or resumes the snapshot.  0 when done, -1 with err.  *cutp gets
+ * the cut (malloc'd: a snapshot lists every transaction in progress). */
 static int
-run_snapshot(struct snapshot *s, int force, char *err, size_t errlen)
+copy_snapshot(struct snapshot *s, int force, char **cutp, char *err, size_t errlen)
 {
 	PGresult *res;
-	char cut[4096], last[24] = "", limit[16], total[24];
+	char *cut = NULL, last[24] = "", limit[16], total[24];
 	const char *lastp = NULL;
 	int64_t done_rows = 0, total_rows = 0, sent_this_run = 0;
 	double t0 = now_s(), last_log = t0;
@@ -161,7 +162,12 @@ run_snapshot(struct snapshot *s, int force, char *err, size_t errlen)
 		return -1;
 	}
 	if (PQntuples(res) == 1) {
-		snprintf(cut, sizeof(cut), "%s", PQgetvalue(res, 0, 0));
+		cut = *cutp = strdup(PQgetvalue(res, 0, 0));
+		if (cut == NULL) {
+			PQclear(res);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 		if (!PQgetisnull(res, 0, 1)) {
 			snprintf(last, sizeof(last), "%s", PQgetvalue(res, 0, 1));
 			lastp = last;
@@ -177,7 +183,12 @@ run_snapshot(struct snapshot *s, int force, char *err, size_t errlen)
 		    "(SELECT count(*) FROM employees)", 0, NULL, err, errlen);
 		if (res == NULL)
 			return -1;
-		snprintf(cut, sizeof(cut), "%s", PQgetvalue(res, 0, 0));
+		cut = *cutp = strdup(PQgetvalue(res, 0, 0));
+		if (cut == NULL) {
+			PQclear(res);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 		snprintf(total, sizeof(total), "%s", PQgetvalue(res, 0, 1));
 		total_rows = strtoll(total, NULL, 10);
 		PQclear(res);
@@ -260,6 +271,16 @@ run_snapshot(struct snapshot *s, int force, char *err, size_t errlen)
 	    "starts at the cut", done_rows, secs,
 	    secs > 0 ? (double)sent_this_run / secs : 0.0);
 	return 0;
+}
+
+static int
+run_snapshot(struct snapshot *s, int force, char *err, size_t errlen)
+{
+	char *cut = NULL;
+	int rc = copy_snapshot(s, force, &cut, err, errlen);
+
+	free(cut);
+	return rc;
 }
 
 static int

@@ -63,6 +63,35 @@ codec_encode_change(const struct change *c, const char *dbname, size_t *len)
 	return out;
 }
 
+char *
+codec_encode_apply_rows(const struct change *const *changes, int n)
+{
+	json_t *arr = json_array();
+	char *out;
+
+	if (arr == NULL)
+		return NULL;
+	for (int i = 0; i < n; i++) {
+		const struct change *c = changes[i];
+		const struct emp_row *r = codec_change_row(c);
+		char op[2] = { c->op, '\0' };
+		json_t *o = row_to_json(r);
+
+		if (o == NULL || json_array_append_new(arr, o) < 0) {
+			json_decref(arr);
+			return NULL;
+		}
+		/* the target's column names: dob as dob_days, plus op and version */
+		json_object_set(o, "dob_days", json_object_get(o, "dob"));
+		json_object_del(o, "dob");
+		json_object_set_new(o, "op", json_string(op));
+		json_object_set_new(o, "version", json_integer((json_int_t)c->change_id));
+	}
+	out = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return out;
+}
+
 size_t
 codec_encode_key(int32_t emp_id, char *buf, size_t len)
 {

@@ -64,6 +64,7 @@ struct consumer {
 	int nbatch;
 	struct reject *rejects;
 	int nrejects;
+	struct sink_verdict *verdicts;	/* for ops->apply_batch */
 	struct kfk_acks dlq_acks;	/* of the current batch's rejects */
 	int db_attempt;
 	int64_t applied, stale, rejected;
@@ -102,9 +103,11 @@ ensure_db(struct consumer *c)
 	const char *comp[1] = { c->ops->schema_component };
 	PGresult *res = db_query(c->db, "SELECT version FROM pgrelay_schema_version "
 	    "WHERE component = $1", 1, comp, err, sizeof(err));
-	if (res == NULL || PQntuples(res) != 1) {
+	if (res == NULL || PQntuples(res) != 1 ||
+	    atoi(PQgetvalue(res, 0, 0)) < c->ops->schema_version) {
 		log_error("target database: %s; apply sql/target/*.sql to it",
-		    res ? "schema not installed" : err);
+		    res == NULL ? err : PQntuples(res) != 1 ? "schema not installed" :
+		    "schema too old for this pgrelay");
 		PQclear(res);
 		PQfinish(c->db);
 		c->db = NULL;
@@ -161,6 +164,10 @@ add_reject(struct consumer *c, int index, const char *stage, const char *rule,
 	r->stage = stage;
 	r->rule = rule;
 	snprintf(r->reason, sizeof(r->reason), "%.255s", reason);
+	/* one line: PostgreSQL's messages carry DETAIL lines */
+	for (char *p = r->reason; *p; p++)
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
 }
 
 /* Sends the batch's rejects to the DLQ and waits for Kafka's acks. */
@@ -249,6 +256,26 @@ apply_batch(struct consumer *c, rd_kafka_topic_partition_list_t *offs, int caref
 	c->nrejects = 0;
 	if (db_exec(c->db, "BEGIN", 0, NULL, err, sizeof(err)) < 0)
 		goto retry;
+	if (!careful && c->ops->apply_batch != NULL) {
+		if (c->ops->apply_batch(c->db, c->batch, c->nbatch, c->ops->opaque,
+		    c->verdicts, err, sizeof(err)) < 0) {
+			if (!is_data_error(err))
+				goto retry;
+			db_exec(c->db, "ROLLBACK", 0, NULL, ignore, sizeof(ignore));
+			return APPLY_DATA;
+		}
+		for (int i = 0; i < c->nbatch; i++) {
+			const struct sink_verdict *v = &c->verdicts[i];
+
+			if (v->rc == SINK_APPLIED)
+				c->applied++;
+			else if (v->rc == SINK_STALE)
+				c->stale++;
+			else
+				add_reject(c, i, v->stage, v->rule, v->why);
+		}
+		goto commit;
+	}
 	for (int i = 0; i < c->nbatch; i++) {
 		const rd_kafka_message_t *m = c->batch[i];
 		const char *stage = NULL, *rule = NULL;
@@ -283,6 +310,7 @@ apply_batch(struct consumer *c, rd_kafka_topic_partition_list_t *offs, int caref
 		    err, sizeof(err)) < 0)
 			goto retry;
 	}
+commit:
 	if (store_offsets(c, offs, err, sizeof(err)) < 0)
 		goto retry;
 	if (c->nrejects > 0 && send_rejects(c, err, sizeof(err)) < 0)
@@ -474,16 +502,21 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 	snprintf(c.client_id, sizeof(c.client_id), "%s-%ld", ops->appname, (long)getpid());
 	c.batch = calloc((size_t)ops->batch_size, sizeof(*c.batch));
 	c.rejects = calloc((size_t)ops->batch_size, sizeof(*c.rejects));
-	if (c.batch == NULL || c.rejects == NULL) {
+	c.verdicts = calloc((size_t)ops->batch_size, sizeof(*c.verdicts));
+	if (c.batch == NULL || c.rejects == NULL || c.verdicts == NULL) {
 		log_error("out of memory for a batch of %d", ops->batch_size);
 		free(c.batch);
 		free(c.rejects);
+		free(c.verdicts);
 		return 1;
 	}
 	c.dlq = kfk_producer_new(cfg, c.client_id, kfk_acks_report, &c.dlq_acks, err,
 	    sizeof(err));
 	if (c.dlq == NULL) {
 		log_error("%s", err);
+		free(c.batch);
+		free(c.rejects);
+		free(c.verdicts);
 		return 1;
 	}
 	while (!worker_stop && (kfk_ensure_topic(c.dlq, ops->topic, ops->partitions,
@@ -495,6 +528,7 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 			rd_kafka_destroy(c.dlq);
 			free(c.batch);
 			free(c.rejects);
+			free(c.verdicts);
 			return CFG_EXIT_CONFIG;
 		}
 		worker_sleep_ms(worker_backoff_ms(attempt++));
@@ -578,5 +612,6 @@ out:
 		PQfinish(c.db);
 	free(c.batch);
 	free(c.rejects);
+	free(c.verdicts);
 	return rc ? rc : kfk_fatal() ? 1 : 0;
 }

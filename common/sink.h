@@ -11,6 +11,12 @@
  *   SINK_REJECT   not applicable: *stage, *rule (static strings) and why say
  *                 why; the message goes to the DLQ
  *   SINK_ERROR    a statement failed: err holds it ("SQLSTATE xxxxx: ...")
+ *
+ * It may also supply apply_batch, which applies the whole batch at once
+ * (set-based, one round trip) and fills one verdict per message.  When it
+ * fails with a data error (SQLSTATE class 22 or 23) the engine rolls back
+ * and re-runs the batch through apply, a message at a time, so that only
+ * the message the target refuses is rejected.
  */
 #ifndef PGRELAY_SINK_H
 #define PGRELAY_SINK_H
@@ -27,9 +33,20 @@ typedef enum sink_result (*sink_apply_fn)(PGconn *db, const rd_kafka_message_t *
     void *opaque, const char **stage, const char **rule, char *why, size_t whylen,
     char *err, size_t errlen);
 
+struct sink_verdict {
+	enum sink_result rc;		/* SINK_APPLIED, SINK_STALE or SINK_REJECT */
+	const char *stage, *rule;	/* for SINK_REJECT: static strings */
+	char why[256];
+};
+
+/* 0 with v[0..n-1] filled, or -1 with err (nothing may be counted). */
+typedef int (*sink_apply_batch_fn)(PGconn *db, rd_kafka_message_t *const *msgs,
+    int n, void *opaque, struct sink_verdict *v, char *err, size_t errlen);
+
 struct sink_ops {
 	const char *appname;		/* application_name and client.id prefix */
 	const char *schema_component;	/* row expected in pgrelay_schema_version */
+	int schema_version;		/* ... with at least this version */
 	const char *group_id;
 	const char *topic;
 	int partitions;			/* for creating the topic when missing */
@@ -37,6 +54,7 @@ struct sink_ops {
 	int batch_size;
 	int batch_timeout_ms;
 	sink_apply_fn apply;
+	sink_apply_batch_fn apply_batch;	/* optional */
 	void *opaque;
 };
 

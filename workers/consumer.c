@@ -14,12 +14,20 @@
  * sent twice, or a snapshot row older than what B holds can never apply a
  * change twice or move a row back.
  *
+ * Batches.  A batch is applied set-based: the changes are decoded and
+ * checked here, the newest change of each row in the batch (what applying
+ * them one by one would leave) goes to pgrelay_apply_employees() in one
+ * statement, and the versions B held before tell which changes were
+ * applied and which were stale.  If B refuses the batch as data, the
+ * engine re-runs it through apply_message(), a change at a time.
+ *
  * Rules.  A change failing a rule (common/validation.c) is not applied and
  * goes to the DLQ; B keeps the row's last valid version.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
@@ -77,6 +85,130 @@ apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
 	return rc;
 }
 
+/* A decoded, valid change: its row and its place in the batch. */
+struct item {
+	int32_t emp_id;
+	int pos;
+};
+
+static int
+item_cmp(const void *a, const void *b)
+{
+	const struct item *x = a, *y = b;
+
+	if (x->emp_id != y->emp_id)
+		return x->emp_id < y->emp_id ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Whether a change of version ver and op applies over a row whose version
+ * is cur (has: B holds one), as pgrelay_apply_employee() decides. */
+static int
+newer(int has, int64_t cur, int64_t ver, char op)
+{
+	return !has || ver > cur || (ver == cur && op == 'r');
+}
+
+static int
+apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
+    struct sink_verdict *v, char *err, size_t errlen)
+{
+	const struct rules *rules = opaque;
+	struct change *ch = calloc((size_t)n, sizeof(*ch));
+	struct item *items = calloc((size_t)n, sizeof(*items));
+	const struct change **win = calloc((size_t)n, sizeof(*win));
+	char *rows = NULL;
+	PGresult *res = NULL;
+	int nitems = 0, nwin = 0, rc = -1;
+
+	if (ch == NULL || items == NULL || win == NULL) {
+		snprintf(err, errlen, "out of memory for a batch of %d", n);
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		v[i].rc = SINK_REJECT;
+		if (codec_decode_change(msgs[i]->payload, msgs[i]->len, &ch[i],
+		    v[i].why, sizeof(v[i].why)) < 0) {
+			v[i].stage = v[i].rule = "decode";
+			continue;
+		}
+		if (rule_check(rules, &ch[i], &v[i].rule, v[i].why, sizeof(v[i].why)) < 0) {
+			v[i].stage = "validate";
+			continue;
+		}
+		items[nitems].emp_id = codec_change_row(&ch[i])->emp_id;
+		items[nitems++].pos = i;
+	}
+	qsort(items, (size_t)nitems, sizeof(*items), item_cmp);
+
+	/* The newest change of each row: the last one a one-by-one apply
+	 * would take, starting from no version at all. */
+	for (int g = 0; g < nitems; ) {
+		int e = g, has = 0, last = -1;
+		int64_t cur = 0;
+
+		for (; e < nitems && items[e].emp_id == items[g].emp_id; e++) {
+			const struct change *c = &ch[items[e].pos];
+			if (newer(has, cur, c->change_id, c->op)) {
+				has = 1;
+				cur = c->change_id;
+				last = items[e].pos;
+			}
+		}
+		win[nwin++] = &ch[last];
+		g = e;
+	}
+	if (nwin > 0) {
+		const char *params[1];
+
+		rows = codec_encode_apply_rows(win, nwin);
+		if (rows == NULL) {
+			snprintf(err, errlen, "out of memory encoding a batch of %d", nwin);
+			goto out;
+		}
+		params[0] = rows;
+		res = db_query(db, "SELECT emp_id, had FROM pgrelay_apply_employees($1::json) "
+		    "ORDER BY emp_id", 1, params, err, errlen);
+		if (res == NULL)
+			goto out;
+	}
+
+	/* Verdicts: replay each row's changes over the version B had. */
+	for (int g = 0, r = 0, nr = res ? PQntuples(res) : 0; g < nitems; ) {
+		int e = g, has = 0;
+		int64_t cur = 0;
+
+		while (r < nr && strtol(PQgetvalue(res, r, 0), NULL, 10) < items[g].emp_id)
+			r++;
+		if (r < nr && strtol(PQgetvalue(res, r, 0), NULL, 10) == items[g].emp_id) {
+			has = 1;
+			cur = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+		}
+		for (; e < nitems && items[e].emp_id == items[g].emp_id; e++) {
+			const struct change *c = &ch[items[e].pos];
+			if (newer(has, cur, c->change_id, c->op)) {
+				has = 1;
+				cur = c->change_id;
+				v[items[e].pos].rc = SINK_APPLIED;
+			} else {
+				v[items[e].pos].rc = SINK_STALE;
+			}
+		}
+		g = e;
+	}
+	rc = 0;
+out:
+	PQclear(res);
+	free(rows);
+	if (ch != NULL)
+		for (int i = 0; i < n; i++)
+			codec_change_free(&ch[i]);
+	free(ch);
+	free(items);
+	free(win);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -90,6 +222,7 @@ main(int argc, char **argv)
 	struct sink_ops ops = {
 		.appname = "pgrelay-consumer",
 		.schema_component = "target",
+		.schema_version = 2,
 		.group_id = cfg->group_id,
 		.topic = cfg->cdc_topic,
 		.partitions = cfg->partitions,
@@ -97,6 +230,7 @@ main(int argc, char **argv)
 		.batch_size = cfg->consumer_batch_size,
 		.batch_timeout_ms = cfg->consumer_batch_timeout_ms,
 		.apply = apply_message,
+		.apply_batch = apply_batch,
 		.opaque = &rules,
 	};
 	int rc = sink_run(cfg, &ops);

@@ -86,6 +86,29 @@ wait_until 20 'test "$(qb -c "SELECT count(*) FROM employees WHERE emp_id = 10")
 is "$(qb -c "SELECT first_name FROM employees WHERE emp_id = 10")" after \
     "the consumer keeps applying after garbage"
 ok "$(kill -0 "${T_PIDS[c1]}" 2>/dev/null; echo $?)" "the consumer is still running"
+# A change B itself refuses (here a CHECK constraint an operator added on
+# B): the set-based batch fails as data, the batch is re-run a change at a
+# time, and only the refused change goes to the DLQ.
+qb -c "ALTER TABLE employees ADD CONSTRAINT t_refuse CHECK (city <> 'refused-by-b')"
+qa -c "INSERT INTO employees (emp_id, first_name, last_name, dob, city, salary) VALUES
+       (11, 'before', 'refused', '2010-10-10', 'ok',           40000),
+       (12, 'the',    'refused', '2010-10-10', 'refused-by-b', 40000),
+       (13, 'after',  'refused', '2010-10-10', 'ok',           40000)"
+wait_until 20 'test "$(dlq_lines | grep -c "stage=apply")" -ge 1'
+line=$(dlq_lines | grep 'stage=apply')
+echo "$line" | grep -qF '__pgrelay.errors.rule=target.refused,' &&
+echo "$line" | grep -qF 'SQLSTATE 23514' && echo "$line" | grep -qF '|{"emp_id":12}'
+ok $? "the change B refuses is in the DLQ as target.refused with its SQLSTATE" ||
+    diag "line: $line"
+wait_until 20 'test "$(qb -c "SELECT count(*) FROM employees WHERE emp_id IN (11, 13)")" = 2'
+is "$(qb -c "SELECT string_agg(emp_id::text, ',' ORDER BY emp_id) FROM employees WHERE emp_id > 10")" \
+    "11,13" "the other changes of its batch are applied"
+qb -c "ALTER TABLE employees DROP CONSTRAINT t_refuse"
+qa -c "UPDATE employees SET city = 'accepted' WHERE emp_id = 12"
+wait_until 20 'test "$(qb -c "SELECT city FROM employees WHERE emp_id = 12")" = accepted'
+is "$(qb -c "SELECT city FROM employees WHERE emp_id = 12")" accepted \
+    "a later change of the refused row applies once B accepts it"
+
 compare_ab "valid rows" "$VALID"
 
 stop_worker producer

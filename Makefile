@@ -37,7 +37,7 @@ COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 WORKERS    := producer snapshot consumer etl_producer etl_loader
 PROGRAMS   := $(WORKERS:%=$(BUILD)/pgrelay-%) $(BUILD)/pgrelayd $(BUILD)/pgrelayctl
-BENCH      := $(BUILD)/loadgen
+BENCH      := $(BUILD)/loadgen $(BUILD)/direct
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -61,6 +61,9 @@ $(BUILD)/pgrelayctl: $(BUILD)/supervisor/pgrelayctl.o $(BUILD)/libpgrelay.a
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
 
 $(BUILD)/loadgen: $(BUILD)/bench/loadgen.o
+	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/direct: $(BUILD)/bench/direct.o
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libpgrelay.a

@@ -3,14 +3,20 @@
  * flat out) from several concurrent writers, and records when each change
  * committed, so that latency to visibility on B can be measured.
  *
- *   loadgen -d DSN [-r RATE] [-s SECONDS] [-w WRITERS] [-m INS:UPD:DEL] -o FILE
+ *   loadgen -d DSN [-r RATE] [-s SECONDS] [-w WRITERS] [-m INS:UPD:DEL]
+ *           [-x PREFIX] [-a] -o FILE
  *
  * RATE is changes per second over all writers (0: as fast as possible).
  * Every change is one autocommitted statement that writes a unique marker
- * into city ("w<writer>-<n>"; a delete is marked by its emp_id), and FILE
+ * into city ("[PREFIX]w<writer>-<n>"; a delete is marked by its emp_id), and FILE
  * gets one CSV line per change: marker,op,emp_id,commit_unix_us, taken
  * right after the server acknowledged the commit.  Every row written is
  * valid under the default rules.
+ *
+ * -a: the writers commit with synchronous_commit = off, so that A's WAL
+ * flush rate (a few hundred fsyncs a second on a slow disk) does not cap
+ * the load.  A commit is visible to other sessions, the producer among
+ * them, when it returns either way.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -47,6 +53,9 @@ sleep_until_us(int64_t t)
 		;
 }
 
+static const char *prefix = "";
+static int async_commit;
+
 static int
 writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
     const char *out)
@@ -61,6 +70,16 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 	if (PQstatus(c) != CONNECTION_OK) {
 		fprintf(stderr, "loadgen: writer %d: %s", w, PQerrorMessage(c));
 		return 1;
+	}
+	if (async_commit) {
+		PGresult *s = PQexec(c, "SET synchronous_commit = off");
+		if (PQresultStatus(s) != PGRES_COMMAND_OK) {
+			fprintf(stderr, "loadgen: writer %d: %s", w, PQresultErrorMessage(s));
+			PQclear(s);
+			PQfinish(c);
+			return 1;
+		}
+		PQclear(s);
 	}
 	snprintf(path, sizeof(path), "%s.%d", out, w);
 	f = fopen(path, "w");
@@ -83,7 +102,7 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 			break;
 		int pick = (int)(rand_r(&seed) % (unsigned)total);
 		const char *op;
-		snprintf(marker, sizeof(marker), "w%d-%" PRId64, w, n);
+		snprintf(marker, sizeof(marker), "%.30sw%d-%" PRId64, prefix, w, n);
 		const char *params[2] = { marker, id };
 		if (pick < mix[0] || max_id == 0) {
 			op = "c";
@@ -131,7 +150,7 @@ main(int argc, char **argv)
 	double rate = 1000;
 	int seconds = 10, writers = 2, mix[3] = { 60, 30, 10 }, ch, failed = 0;
 
-	while ((ch = getopt(argc, argv, "d:r:s:w:m:o:h")) != -1) {
+	while ((ch = getopt(argc, argv, "d:r:s:w:m:o:x:ah")) != -1) {
 		switch (ch) {
 		case 'd': dsn = optarg; break;
 		case 'r': rate = atof(optarg); break;
@@ -145,9 +164,11 @@ main(int argc, char **argv)
 			}
 			break;
 		case 'o': out = optarg; break;
+		case 'x': prefix = optarg; break;
+		case 'a': async_commit = 1; break;
 		default:
 			fprintf(stderr, "usage: loadgen -d DSN [-r RATE] [-s SECONDS] "
-			    "[-w WRITERS] [-m INS:UPD:DEL] -o FILE\n");
+			    "[-w WRITERS] [-m INS:UPD:DEL] [-x PREFIX] [-a] -o FILE\n");
 			return ch == 'h' ? 0 : 64;
 		}
 	}

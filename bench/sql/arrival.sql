@@ -21,3 +21,4 @@ END
 $$;
 CREATE OR REPLACE TRIGGER bench_arrival AFTER INSERT OR UPDATE OR DELETE ON employees
     FOR EACH ROW EXECUTE FUNCTION bench_arrival_capture();
+CREATE INDEX IF NOT EXISTS bench_arrival_marker ON bench_arrival (marker, op);

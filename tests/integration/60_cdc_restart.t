@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Restarts of the servers under load: B's PostgreSQL, the Kafka broker and
-# A's PostgreSQL are each restarted while changes flow; afterwards A and B
-# are equal row by row.
+# A's PostgreSQL are each restarted while changes flow, then B crashes
+# (an immediate stop: the consumers commit asynchronously, so B loses its
+# last batches and their offsets together); afterwards A and B are equal
+# row by row.
 . "$(dirname "$0")/lib.sh"
 
 CONF=$(write_config)
@@ -26,15 +28,20 @@ keep_writing() {
 	local end=$((SECONDS + $1))
 	while [ $SECONDS -lt $end ]; do load_a 2 "$2"; done
 }
-keep_writing 30 1 & l1=$!
+crash() {	# crash SERVICE: one TAP line
+	"$ROOT/scripts/stack" crash "$1" > "$T_DIR/crash-$1.log" 2>&1
+	ok $? "crashed $1 under load and started it again"
+}
+keep_writing 36 1 & l1=$!
 sleep 3; restart pg-b
 sleep 4; restart kafka
 sleep 4; restart pg-a
 sleep 3; restart kafka
+sleep 3; crash pg-b
 wait "$l1"
 diag "changes written: $(qa -c "SELECT count(*) FROM emp_cdc")"
 wait_until 180 same_rows
-compare_ab "after restarting B, the broker, A and the broker again"
+compare_ab "after restarting B, the broker, A and the broker again, and crashing B"
 is "$(qb -c "SELECT count(*) - count(DISTINCT emp_id) FROM employees")" 0 "no row twice on B"
 for w in producer c1 c2; do
 	kill -0 "${T_PIDS[$w]}" 2>/dev/null

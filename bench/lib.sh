@@ -1,0 +1,33 @@
+# bench/lib.sh - shared by bench/run and the peers' ctl scripts.
+# Sourced with the stack's env exported (PGRELAY_*).
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_RAW=$BENCH_ROOT/bench/results/raw
+
+qa() { psql "$PGRELAY_SOURCE_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+qb() { psql "$PGRELAY_TARGET_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+bench_die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# kafka_topics ARGS...: Kafka's own topic tool from the broker's jars.
+kafka_topics() {
+	java -Xmx128m -cp "$BENCH_ROOT/.cache/kafka/libs/*" \
+	    -Dlog4j2.configurationFile="$BENCH_ROOT/kafka/log4j2.yaml" \
+	    org.apache.kafka.tools.TopicCommand \
+	    --bootstrap-server "$PGRELAY_KAFKA_BROKERS" "$@" >/dev/null 2>&1
+}
+
+# stop_pidfile FILE [SECONDS]: SIGTERM, wait, then SIGKILL; removes FILE.
+stop_pidfile() {
+	local f=$1 limit=${2:-30} pid i
+	[ -f "$f" ] || return 0
+	pid=$(cat "$f")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < limit * 10; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}

@@ -125,9 +125,11 @@ kfk_consumer_new(const struct cfg *cfg, const char *group_id,
 		"session.timeout.ms", "10000",
 		"heartbeat.interval.ms", "1000",
 		"socket.keepalive.enable", "true",
-		/* prefetch: 8 MB is several batches ahead; librdkafka's 64 MB
-		 * default would make a consumer's RSS follow the backlog */
-		"queued.max.messages.kbytes", "8192",
+		/* prefetch: 2 MB is several batches of 1,000 changes ahead;
+		 * librdkafka's 64 MB default (and 1 MB per partition and fetch)
+		 * would make a consumer's RSS follow the backlog */
+		"queued.max.messages.kbytes", "2048",
+		"fetch.message.max.bytes", "262144",
 		NULL
 	};
 	char why[512];

@@ -5,8 +5,12 @@
  *
  * NOTES
  *
- * Batches.  Messages are gathered for up to batch_size messages or
- * batch_timeout_ms, then applied in one transaction on the target that
+ * Batches.  A batch takes the messages already waiting in the client's
+ * queue, up to batch_size or for batch_timeout_ms, and is applied as soon
+ * as the queue runs dry: a quiet stream pays no waiting for a batch to
+ * fill, a busy one (or a backlog) makes large batches by itself, since
+ * messages queue up while a batch is applied.  It is applied in one
+ * transaction on the target that
  * also writes the next offset of every partition in the batch
  * (pgrelay_offsets).  The rows and the position commit together or not at
  * all.  On assignment each partition starts at the offset the target
@@ -574,11 +578,10 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		int64_t now = mono_ms();
 		int timeout = 100;
 
-		if (c.nbatch > 0) {
-			int64_t left = batch_start + ops->batch_timeout_ms - now;
-			timeout = left < 0 ? 0 : (int)left;
-		}
+		if (c.nbatch > 0)
+			timeout = 0;	/* only what is already waiting */
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, timeout);
+		int drained = m == NULL;
 		if (m != NULL) {
 			if (m->err) {
 				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -592,7 +595,7 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		}
 		rd_kafka_poll(c.dlq, 0);
 		now = mono_ms();
-		if (c.nbatch > 0 && (c.nbatch >= ops->batch_size ||
+		if (c.nbatch > 0 && (drained || c.nbatch >= ops->batch_size ||
 		    now - batch_start >= ops->batch_timeout_ms))
 			flush_batch(&c);
 		if (now - last_stats >= 10000) {

@@ -365,8 +365,18 @@ wait_for_changes(struct producer *p)
 {
 	struct pollfd pfd = { .fd = PQsocket(p->db), .events = POLLIN };
 	PGnotify *nf;
-	int left = p->cfg->producer_poll_interval_ms;
+	int left = p->cfg->producer_poll_interval_ms, pending = 0;
 
+	/* A NOTIFY that came in with the last round's results waits in libpq,
+	 * not on the socket: poll() would not see it. */
+	if (PQconsumeInput(p->db) == 0)
+		return;
+	while ((nf = PQnotifies(p->db)) != NULL) {
+		PQfreemem(nf);
+		pending = 1;
+	}
+	if (pending)
+		return;
 	while (left > 0 && !worker_stop) {
 		int step = left < 100 ? left : 100;
 		int r = poll(&pfd, 1, step);

@@ -123,7 +123,7 @@ kfk_consumer_new(const struct cfg *cfg, const char *group_id,
 		"auto.offset.reset", "earliest",
 		"isolation.level", "read_committed",
 		"session.timeout.ms", "10000",
-		"heartbeat.interval.ms", "1000",
+		"heartbeat.interval.ms", "250",	/* a rebalance round is noticed within 250 ms */
 		"socket.keepalive.enable", "true",
 		/* prefetch: 2 MB is several batches of 1,000 changes ahead;
 		 * librdkafka's 64 MB default (and 1 MB per partition and fetch)

@@ -81,9 +81,6 @@ codec_encode_apply_rows(const struct change *const *changes, int n)
 			json_decref(arr);
 			return NULL;
 		}
-		/* the target's column names: dob as dob_days, plus op and version */
-		json_object_set(o, "dob_days", json_object_get(o, "dob"));
-		json_object_del(o, "dob");
 		json_object_set_new(o, "op", json_string(op));
 		json_object_set_new(o, "version", json_integer((json_int_t)c->change_id));
 	}

@@ -55,8 +55,8 @@ const struct emp_row *codec_change_row(const struct change *c);
 char *codec_encode_change(const struct change *c, const char *dbname, size_t *len);
 
 /* Encodes changes as the JSON array pgrelay_apply_employees() reads on the
- * target: [{op, emp_id, version, first_name, last_name, dob_days, city,
- * salary}, ...].  malloc'd and NUL-terminated, or NULL when out of memory. */
+ * target: the row as in a change event (dob in days since 1970-01-01)
+ * plus op and version: [{op, version, emp_id, first_name, ...}, ...].  malloc'd and NUL-terminated, or NULL when out of memory. */
 char *codec_encode_apply_rows(const struct change *const *changes, int n);
 
 /* Writes the key {"emp_id":N} into buf; returns its length. */

@@ -121,23 +121,22 @@ ensure_db(struct consumer *c)
 		    res == NULL ? err : PQntuples(res) != 1 ? "schema not installed" :
 		    "schema too old for this pgrelay");
 		PQclear(res);
-		PQfinish(c->db);
-		c->db = NULL;
-		worker_sleep_ms(worker_backoff_ms(c->db_attempt++));
-		return -1;
+		goto fail;
 	}
 	PQclear(res);
 	if (db_exec(c->db, "SET synchronous_commit = off", 0, NULL, err, sizeof(err)) < 0) {
 		log_error("target database: %s", err);
-		PQfinish(c->db);
-		c->db = NULL;
-		worker_sleep_ms(worker_backoff_ms(c->db_attempt++));
-		return -1;
+		goto fail;
 	}
 	c->db_attempt = 0;
 	log_info("connected to target %s",
 	    db_dsn_redact(c->cfg->target_dsn, where, sizeof(where)));
 	return 0;
+fail:
+	PQfinish(c->db);
+	c->db = NULL;
+	worker_sleep_ms(worker_backoff_ms(c->db_attempt++));
+	return -1;
 }
 
 /* Sets each partition's start offset from B (or the beginning). */
@@ -187,6 +186,19 @@ add_reject(struct consumer *c, int index, const char *stage, const char *rule,
 	for (char *p = r->reason; *p; p++)
 		if (*p == '\n' || *p == '\r' || *p == '\t')
 			*p = ' ';
+}
+
+/* Counts message index's outcome: applied, stale or rejected. */
+static void
+tally(struct consumer *c, int index, enum sink_result rc, const char *stage,
+    const char *rule, const char *why)
+{
+	if (rc == SINK_APPLIED)
+		c->applied++;
+	else if (rc == SINK_STALE)
+		c->stale++;
+	else
+		add_reject(c, index, stage, rule, why);
 }
 
 /* Sends the batch's rejects to the DLQ and waits for Kafka's acks. */
@@ -285,13 +297,7 @@ apply_batch(struct consumer *c, rd_kafka_topic_partition_list_t *offs, int caref
 		}
 		for (int i = 0; i < c->nbatch; i++) {
 			const struct sink_verdict *v = &c->verdicts[i];
-
-			if (v->rc == SINK_APPLIED)
-				c->applied++;
-			else if (v->rc == SINK_STALE)
-				c->stale++;
-			else
-				add_reject(c, i, v->stage, v->rule, v->why);
+			tally(c, i, v->rc, v->stage, v->rule, v->why);
 		}
 		goto commit;
 	}
@@ -304,12 +310,8 @@ apply_batch(struct consumer *c, rd_kafka_topic_partition_list_t *offs, int caref
 			goto retry;
 		enum sink_result rc = c->ops->apply(c->db, m, c->ops->opaque, &stage,
 		    &rule, why, sizeof(why), err, sizeof(err));
-		if (rc == SINK_APPLIED) {
-			c->applied++;
-		} else if (rc == SINK_STALE) {
-			c->stale++;
-		} else if (rc == SINK_REJECT) {
-			add_reject(c, i, stage, rule, why);
+		if (rc != SINK_ERROR) {
+			tally(c, i, rc, stage, rule, why);
 		} else {
 			if (!is_data_error(err))
 				goto retry;
@@ -511,6 +513,15 @@ consumer_lag(rd_kafka_t *rk)
 	return lag;
 }
 
+/* Frees the batch buffers (the messages in them are destroyed elsewhere). */
+static void
+batch_free(struct consumer *c)
+{
+	free(c->batch);
+	free(c->rejects);
+	free(c->verdicts);
+}
+
 int
 sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 {
@@ -527,18 +538,14 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 	c.verdicts = calloc((size_t)ops->batch_size, sizeof(*c.verdicts));
 	if (c.batch == NULL || c.rejects == NULL || c.verdicts == NULL) {
 		log_error("out of memory for a batch of %d", ops->batch_size);
-		free(c.batch);
-		free(c.rejects);
-		free(c.verdicts);
+		batch_free(&c);
 		return 1;
 	}
 	c.dlq = kfk_producer_new(cfg, c.client_id, kfk_acks_report, &c.dlq_acks, err,
 	    sizeof(err));
 	if (c.dlq == NULL) {
 		log_error("%s", err);
-		free(c.batch);
-		free(c.rejects);
-		free(c.verdicts);
+		batch_free(&c);
 		return 1;
 	}
 	while (!worker_stop && (kfk_ensure_topic(c.dlq, ops->topic, ops->partitions,
@@ -548,9 +555,7 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		log_error("%s; retrying", err);
 		if (strstr(err, "kafka.partitions") != NULL) {
 			rd_kafka_destroy(c.dlq);
-			free(c.batch);
-			free(c.rejects);
-			free(c.verdicts);
+			batch_free(&c);
 			return CFG_EXIT_CONFIG;
 		}
 		worker_sleep_ms(worker_backoff_ms(attempt++));
@@ -631,8 +636,6 @@ out:
 	rd_kafka_destroy(c.dlq);
 	if (c.db != NULL)
 		PQfinish(c.db);
-	free(c.batch);
-	free(c.rejects);
-	free(c.verdicts);
+	batch_free(&c);
 	return rc ? rc : kfk_fatal() ? 1 : 0;
 }

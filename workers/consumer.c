@@ -37,6 +37,25 @@
 #include "validation.h"
 #include "worker.h"
 
+/* Decodes m into ch and checks the rules.  0 when ch is a valid change (free
+ * it with codec_change_free()); -1 with *stage, *rule and why otherwise. */
+static int
+decode_valid(const struct rules *rules, const rd_kafka_message_t *m,
+    struct change *ch, const char **stage, const char **rule, char *why,
+    size_t whylen)
+{
+	if (codec_decode_change(m->payload, m->len, ch, why, whylen) < 0) {
+		*stage = *rule = "decode";
+		return -1;
+	}
+	if (rule_check(rules, ch, rule, why, whylen) < 0) {
+		*stage = "validate";
+		codec_change_free(ch);
+		return -1;
+	}
+	return 0;
+}
+
 static enum sink_result
 apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
     const char **stage, const char **rule, char *why, size_t whylen,
@@ -49,15 +68,8 @@ apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
 	PGresult *res;
 	enum sink_result rc;
 
-	if (codec_decode_change(m->payload, m->len, &ch, why, whylen) < 0) {
-		*stage = *rule = "decode";
+	if (decode_valid(rules, m, &ch, stage, rule, why, whylen) < 0)
 		return SINK_REJECT;
-	}
-	if (rule_check(rules, &ch, rule, why, whylen) < 0) {
-		*stage = "validate";
-		codec_change_free(&ch);
-		return SINK_REJECT;
-	}
 	const struct emp_row *r = codec_change_row(&ch);
 	op[0] = ch.op;
 	op[1] = '\0';
@@ -127,15 +139,9 @@ apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
 	}
 	for (int i = 0; i < n; i++) {
 		v[i].rc = SINK_REJECT;
-		if (codec_decode_change(msgs[i]->payload, msgs[i]->len, &ch[i],
-		    v[i].why, sizeof(v[i].why)) < 0) {
-			v[i].stage = v[i].rule = "decode";
+		if (decode_valid(rules, msgs[i], &ch[i], &v[i].stage, &v[i].rule,
+		    v[i].why, sizeof(v[i].why)) < 0)
 			continue;
-		}
-		if (rule_check(rules, &ch[i], &v[i].rule, v[i].why, sizeof(v[i].why)) < 0) {
-			v[i].stage = "validate";
-			continue;
-		}
 		items[nitems].emp_id = codec_change_row(&ch[i])->emp_id;
 		items[nitems++].pos = i;
 	}

@@ -8,7 +8,7 @@ BEGIN;
 -- than the row's (a snapshot row 'r' also if equal).
 --
 -- p_rows is a JSON array of objects {op, emp_id, version, first_name,
--- last_name, dob_days, city, salary}, at most one per emp_id (the consumer
+-- last_name, dob (days since 1970-01-01, as in a change event), city, salary}, at most one per emp_id (the consumer
 -- keeps the newest change of each row in the batch).  Returns, for every
 -- row B already had a version of, that version before the batch, so the
 -- caller can tell applied changes from stale ones.
@@ -26,7 +26,7 @@ BEGIN
     RETURN QUERY
     WITH c AS (
         SELECT * FROM json_to_recordset(p_rows) AS c(op text, emp_id integer,
-            version bigint, first_name text, last_name text, dob_days integer,
+            version bigint, first_name text, last_name text, dob integer,
             city text, salary integer)
     ), locked AS (
         SELECT v.emp_id, v.change_id
@@ -45,7 +45,7 @@ BEGIN
     ), ups AS (
         INSERT INTO employees AS e (emp_id, first_name, last_name, dob, city, salary)
         SELECT win.emp_id, win.first_name, win.last_name,
-               DATE '1970-01-01' + win.dob_days, win.city, win.salary
+               DATE '1970-01-01' + win.dob, win.city, win.salary
           FROM win WHERE win.op <> 'd'
         ON CONFLICT ON CONSTRAINT employees_pkey DO UPDATE
            SET first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,

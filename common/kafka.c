@@ -118,7 +118,13 @@ kfk_consumer_new(const struct cfg *cfg, const char *group_id,
 	const char *const pairs[] = {
 		"group.id", group_id,
 		"partition.assignment.strategy", "cooperative-sticky",
-		"enable.auto.commit", "false",
+		/* Kafka's committed offset is for lag monitoring only (the
+		 * target holds the real one): the consumer stores an offset
+		 * once its batch committed on the target, librdkafka sends the
+		 * stored offsets once a second and on revoke and close, not one
+		 * OffsetCommit per batch to the group coordinator */
+		"enable.auto.commit", "true",
+		"auto.commit.interval.ms", "1000",
 		"enable.auto.offset.store", "false",
 		"auto.offset.reset", "earliest",
 		"isolation.level", "read_committed",

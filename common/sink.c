@@ -14,8 +14,8 @@
  * also writes the next offset of every partition in the batch
  * (pgrelay_offsets).  The rows and the position commit together or not at
  * all.  On assignment each partition starts at the offset the target
- * holds, not at Kafka's committed offset (written after the target commits,
- * for lag monitoring only).
+ * holds, not at Kafka's committed offset (stored after the target commits
+ * and sent by librdkafka once a second, for lag monitoring only).
  *
  * Idempotence.  The worker's apply callback must make a replayed message
  * harmless (the CDC consumer keeps a version per row, the ETL loader a
@@ -390,10 +390,11 @@ flush_batch(struct consumer *c)
 		}
 		enum apply_rc rc = apply_batch(c, offs, careful);
 		if (rc == APPLY_OK) {
-			/* For lag monitoring only; B holds the real position. */
-			rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, offs, 1);
+			/* For lag monitoring only; B holds the real position.
+			 * librdkafka commits what is stored once a second. */
+			rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, offs);
 			if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-				log_debug("kafka offset commit: %s", rd_kafka_err2str(e));
+				log_debug("kafka offset store: %s", rd_kafka_err2str(e));
 			log_debug("batch of %d applied in %" PRId64 " ms", c->nbatch,
 			    mono_ms() - t0);
 			for (int i = 0; i < c->nbatch; i++)

@@ -4,13 +4,19 @@
  * committed, so that latency to visibility on B can be measured.
  *
  *   loadgen -d DSN [-r RATE] [-s SECONDS] [-w WRITERS] [-m INS:UPD:DEL]
- *           [-x PREFIX] [-a] -o FILE
+ *           [-x PREFIX] [-t N] [-a] -o FILE
  *
  * RATE is changes per second over all writers (0: as fast as possible).
- * Every change is one autocommitted statement that writes a unique marker
+ * A transaction holds N changes (-t, default 1: each change commits on
+ * its own) and is sent in libpq's pipeline mode, one round trip per
+ * transaction.  Every change is one statement that writes a unique marker
  * into city ("[PREFIX]w<writer>-<n>"; a delete is marked by its emp_id), and FILE
- * gets one CSV line per change: marker,op,emp_id,commit_unix_us, taken
- * right after the server acknowledged the commit.  Every row written is
+ * gets one CSV line per change: marker,op,emp_id,commit_unix_us,version.
+ * The time is taken right after the server acknowledged the commit of its
+ * transaction.  version is the row's salary after the change: an insert
+ * writes 50000 and every update adds 1 under the row's lock, so it orders a
+ * row's changes as they committed, which the times of two writers, read
+ * on two clocks of scheduling, need not.  Every row written is
  * valid under the default rules.
  *
  * -a: the writers commit with synchronous_commit = off, so that A's WAL
@@ -55,90 +61,177 @@ sleep_until_us(int64_t t)
 
 static const char *prefix = "";
 static int async_commit;
+static int per_txn = 1;
+
+/* One change of a transaction: what was sent, so the result can be logged. */
+struct change {
+	char op;
+	char marker[64];
+};
+
+static int
+fail(int w, PGconn *c, PGresult *r, FILE *f)
+{
+	fprintf(stderr, "loadgen: writer %d: %s", w,
+	    r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c));
+	PQclear(r);
+	if (f != NULL)
+		fclose(f);
+	PQfinish(c);
+	return 1;
+}
+
+/*
+ * send_change: queues one change in the pipeline.  A delete or update picks
+ * a random id up to the highest one this writer has seen; if that row is
+ * gone, RETURNING gives no row and the change is not logged.
+ */
+static int
+send_change(PGconn *c, struct change *ch, int w, int64_t n, int64_t max_id,
+    const int mix[3], unsigned *seed)
+{
+	int total = mix[0] + mix[1] + mix[2];
+	int pick = (int)(rand_r(seed) % (unsigned)total);
+	char id[24];
+	const char *params[2] = { ch->marker, id };
+
+	snprintf(ch->marker, sizeof(ch->marker), "%.30sw%d-%" PRId64, prefix, w, n);
+	snprintf(id, sizeof(id), "%" PRId64, 1 + (max_id > 0 ? (int64_t)(rand_r(seed) % (uint64_t)max_id) : 0));
+	if (pick < mix[0] || max_id == 0) {
+		ch->op = 'c';
+		return PQsendQueryParams(c, "INSERT INTO employees (first_name, last_name, dob, "
+		    "city, salary) VALUES ('load', 'gen', DATE '2008-01-01', $1, 50000) "
+		    "RETURNING emp_id, salary", 1, NULL, params, NULL, NULL, 0);
+	}
+	if (pick < mix[0] + mix[1]) {
+		ch->op = 'u';
+		return PQsendQueryParams(c, "UPDATE employees SET city = $1, salary = salary + 1 "
+		    "WHERE emp_id = $2::int RETURNING emp_id, salary", 2, NULL, params, NULL, NULL, 0);
+	}
+	ch->op = 'd';
+	return PQsendQueryParams(c, "DELETE FROM employees WHERE emp_id = $1::int "
+	    "RETURNING emp_id, salary", 1, NULL, params + 1, NULL, NULL, 0);
+}
+
+/* next_result: the result of the next query of the pipeline, NULL after it */
+static PGresult *
+next_result(PGconn *c)
+{
+	PGresult *r = PQgetResult(c), *extra;
+
+	if (r != NULL && (extra = PQgetResult(c)) != NULL) {
+		/* each query ends with a NULL; anything else is a protocol surprise */
+		PQclear(extra);
+	}
+	return r;
+}
 
 static int
 writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
     const char *out)
 {
 	PGconn *c = PQconnectdb(dsn);
-	char path[4096], marker[64], id[16];
+	char path[4096];
+	struct change *chs = calloc((size_t)per_txn, sizeof(*chs));
 	FILE *f;
 	int64_t start, end, n = 0, max_id = 0;
 	unsigned seed = (unsigned)(w * 7919 + getpid());
-	int total = mix[0] + mix[1] + mix[2];
+	PGresult *r;
 
-	if (PQstatus(c) != CONNECTION_OK) {
-		fprintf(stderr, "loadgen: writer %d: %s", w, PQerrorMessage(c));
+	if (chs == NULL) {
+		fprintf(stderr, "loadgen: out of memory\n");
 		return 1;
 	}
+	if (PQstatus(c) != CONNECTION_OK)
+		return fail(w, c, NULL, NULL);
 	if (async_commit) {
-		PGresult *s = PQexec(c, "SET synchronous_commit = off");
-		if (PQresultStatus(s) != PGRES_COMMAND_OK) {
-			fprintf(stderr, "loadgen: writer %d: %s", w, PQresultErrorMessage(s));
-			PQclear(s);
-			PQfinish(c);
-			return 1;
-		}
-		PQclear(s);
+		r = PQexec(c, "SET synchronous_commit = off");
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			return fail(w, c, r, NULL);
+		PQclear(r);
 	}
+	r = PQexec(c, "SELECT coalesce(max(emp_id), 0) FROM employees");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		return fail(w, c, r, NULL);
+	max_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
 	snprintf(path, sizeof(path), "%s.%d", out, w);
 	f = fopen(path, "w");
 	if (f == NULL) {
 		fprintf(stderr, "loadgen: %s: %s\n", path, strerror(errno));
+		PQfinish(c);
 		return 1;
 	}
-	PGresult *r = PQexec(c, "SELECT coalesce(max(emp_id), 0) FROM employees");
-	if (PQresultStatus(r) == PGRES_TUPLES_OK)
-		max_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-
+	/*
+	 * Pipeline mode: a transaction of per_txn changes (BEGIN, the changes,
+	 * COMMIT) goes out in one flight and costs one round trip, as an
+	 * application that batches its writes would do it.
+	 */
+	if (!PQenterPipelineMode(c))
+		return fail(w, c, NULL, f);
 	start = now_us();
 	end = start + (int64_t)seconds * 1000000;
 	for (;;) {
-		int64_t due = rate > 0 ? start + (int64_t)((double)n * 1e6 / rate) : 0;
 		if (rate > 0)
-			sleep_until_us(due);
+			sleep_until_us(start + (int64_t)((double)n * 1e6 / rate));
 		if (now_us() >= end)
 			break;
-		int pick = (int)(rand_r(&seed) % (unsigned)total);
-		const char *op;
-		snprintf(marker, sizeof(marker), "%.30sw%d-%" PRId64, prefix, w, n);
-		const char *params[2] = { marker, id };
-		if (pick < mix[0] || max_id == 0) {
-			op = "c";
-			r = PQexecParams(c, "INSERT INTO employees (first_name, last_name, dob, "
-			    "city, salary) VALUES ('load', 'gen', DATE '2008-01-01', $1, 50000) "
-			    "RETURNING emp_id", 1, NULL, params, NULL, NULL, 0);
-		} else if (pick < mix[0] + mix[1]) {
-			op = "u";
-			snprintf(id, sizeof(id), "%" PRId64, 1 + (int64_t)(rand_r(&seed) % (unsigned)max_id));
-			r = PQexecParams(c, "UPDATE employees SET city = $1, salary = salary + 1 "
-			    "WHERE emp_id = $2::int RETURNING emp_id", 2, NULL, params, NULL, NULL, 0);
-		} else {
-			op = "d";
-			snprintf(id, sizeof(id), "%" PRId64, 1 + (int64_t)(rand_r(&seed) % (unsigned)max_id));
-			r = PQexecParams(c, "DELETE FROM employees WHERE emp_id = $1::int "
-			    "RETURNING emp_id", 1, NULL, params + 1, NULL, NULL, 0);
-		}
-		int64_t t = now_us();
-		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-			fprintf(stderr, "loadgen: writer %d: %s", w, PQresultErrorMessage(r));
+		if (per_txn > 1 && !PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0))
+			return fail(w, c, NULL, f);
+		for (int i = 0; i < per_txn; i++)
+			if (!send_change(c, &chs[i], w, n + i, max_id, mix, &seed))
+				return fail(w, c, NULL, f);
+		if ((per_txn > 1 && !PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) ||
+		    !PQpipelineSync(c))
+			return fail(w, c, NULL, f);
+		if (per_txn > 1) {
+			r = next_result(c);
+			if (PQresultStatus(r) != PGRES_COMMAND_OK)
+				return fail(w, c, r, f);
 			PQclear(r);
-			fclose(f);
-			PQfinish(c);
-			return 1;
 		}
-		if (PQntuples(r) == 1) {
-			const char *eid = PQgetvalue(r, 0, 0);
-			if (op[0] == 'c' && strtoll(eid, NULL, 10) > max_id)
-				max_id = strtoll(eid, NULL, 10);
-			fprintf(f, "%s,%s,%s,%" PRId64 "\n", op[0] == 'd' ? eid : marker, op,
-			    eid, t);
+		const char *eid[per_txn], *version[per_txn];
+		PGresult *res[per_txn];
+		for (int i = 0; i < per_txn; i++) {
+			res[i] = next_result(c);
+			if (PQresultStatus(res[i]) != PGRES_TUPLES_OK) {
+				for (int j = 0; j < i; j++)
+					PQclear(res[j]);
+				return fail(w, c, res[i], f);
+			}
+			eid[i] = PQntuples(res[i]) == 1 ? PQgetvalue(res[i], 0, 0) : NULL;
+			version[i] = eid[i] != NULL ? PQgetvalue(res[i], 0, 1) : NULL;
 		}
+		if (per_txn > 1) {
+			r = next_result(c);
+			if (PQresultStatus(r) != PGRES_COMMAND_OK)
+				return fail(w, c, r, f);
+			PQclear(r);
+		}
+		r = PQgetResult(c);
+		if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+			return fail(w, c, r, f);
 		PQclear(r);
-		n++;
+		int64_t t = now_us();	/* the server acknowledged the commit */
+		for (int i = 0; i < per_txn; i++) {
+			if (eid[i] != NULL) {
+				int64_t v = strtoll(eid[i], NULL, 10);
+				if (chs[i].op == 'c' && v > max_id)
+					max_id = v;
+				fprintf(f, "%s,%c,%s,%" PRId64 ",%s\n",
+				    chs[i].op == 'd' ? eid[i] : chs[i].marker, chs[i].op, eid[i], t,
+				    version[i]);
+			}
+			PQclear(res[i]);
+		}
+		n += per_txn;
 	}
-	fclose(f);
+	free(chs);
+	if (fclose(f) != 0) {
+		fprintf(stderr, "loadgen: %s: %s\n", path, strerror(errno));
+		PQfinish(c);
+		return 1;
+	}
 	PQfinish(c);
 	return 0;
 }
@@ -150,7 +243,7 @@ main(int argc, char **argv)
 	double rate = 1000;
 	int seconds = 10, writers = 2, mix[3] = { 60, 30, 10 }, ch, failed = 0;
 
-	while ((ch = getopt(argc, argv, "d:r:s:w:m:o:x:ah")) != -1) {
+	while ((ch = getopt(argc, argv, "d:r:s:w:m:o:x:t:ah")) != -1) {
 		switch (ch) {
 		case 'd': dsn = optarg; break;
 		case 'r': rate = atof(optarg); break;
@@ -166,9 +259,16 @@ main(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'x': prefix = optarg; break;
 		case 'a': async_commit = 1; break;
+		case 't':
+			per_txn = atoi(optarg);
+			if (per_txn < 1 || per_txn > 1000) {
+				fprintf(stderr, "loadgen: -t wants 1 to 1000 changes per transaction\n");
+				return 64;
+			}
+			break;
 		default:
 			fprintf(stderr, "usage: loadgen -d DSN [-r RATE] [-s SECONDS] "
-			    "[-w WRITERS] [-m INS:UPD:DEL] [-x PREFIX] [-a] -o FILE\n");
+			    "[-w WRITERS] [-m INS:UPD:DEL] [-x PREFIX] [-t N] [-a] -o FILE\n");
 			return ch == 'h' ? 0 : 64;
 		}
 	}

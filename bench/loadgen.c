@@ -113,17 +113,31 @@ send_change(PGconn *c, struct change *ch, int w, int64_t n, int64_t max_id,
 	    "RETURNING emp_id, salary", 1, NULL, params + 1, NULL, NULL, 0);
 }
 
-/* next_result: the result of the next query of the pipeline, NULL after it */
+/* next_result: the result of the next query of the pipeline; NULL (an
+ * error to the caller) if it is not followed by the NULL that ends it */
 static PGresult *
 next_result(PGconn *c)
 {
 	PGresult *r = PQgetResult(c), *extra;
 
 	if (r != NULL && (extra = PQgetResult(c)) != NULL) {
-		/* each query ends with a NULL; anything else is a protocol surprise */
 		PQclear(extra);
+		PQclear(r);
+		return NULL;
 	}
 	return r;
+}
+
+/* command_ok: the next result of the pipeline is a command's (BEGIN, COMMIT) */
+static int
+command_ok(int w, PGconn *c, FILE *f)
+{
+	PGresult *r = next_result(c);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		return fail(w, c, r, f);
+	PQclear(r);
+	return 0;
 }
 
 static int
@@ -132,16 +146,12 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 {
 	PGconn *c = PQconnectdb(dsn);
 	char path[4096];
-	struct change *chs = calloc((size_t)per_txn, sizeof(*chs));
+	struct change chs[per_txn];
 	FILE *f;
 	int64_t start, end, n = 0, max_id = 0;
 	unsigned seed = (unsigned)(w * 7919 + getpid());
 	PGresult *r;
 
-	if (chs == NULL) {
-		fprintf(stderr, "loadgen: out of memory\n");
-		return 1;
-	}
 	if (PQstatus(c) != CONNECTION_OK)
 		return fail(w, c, NULL, NULL);
 	if (async_commit) {
@@ -184,12 +194,8 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 		if ((per_txn > 1 && !PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) ||
 		    !PQpipelineSync(c))
 			return fail(w, c, NULL, f);
-		if (per_txn > 1) {
-			r = next_result(c);
-			if (PQresultStatus(r) != PGRES_COMMAND_OK)
-				return fail(w, c, r, f);
-			PQclear(r);
-		}
+		if (per_txn > 1 && command_ok(w, c, f) != 0)	/* BEGIN */
+			return 1;
 		const char *eid[per_txn], *version[per_txn];
 		PGresult *res[per_txn];
 		for (int i = 0; i < per_txn; i++) {
@@ -202,12 +208,8 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 			eid[i] = PQntuples(res[i]) == 1 ? PQgetvalue(res[i], 0, 0) : NULL;
 			version[i] = eid[i] != NULL ? PQgetvalue(res[i], 0, 1) : NULL;
 		}
-		if (per_txn > 1) {
-			r = next_result(c);
-			if (PQresultStatus(r) != PGRES_COMMAND_OK)
-				return fail(w, c, r, f);
-			PQclear(r);
-		}
+		if (per_txn > 1 && command_ok(w, c, f) != 0)	/* COMMIT */
+			return 1;	/* the writer's process ends: no need to clear res */
 		r = PQgetResult(c);
 		if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
 			return fail(w, c, r, f);
@@ -226,7 +228,6 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 		}
 		n += per_txn;
 	}
-	free(chs);
 	if (fclose(f) != 0) {
 		fprintf(stderr, "loadgen: %s: %s\n", path, strerror(errno));
 		PQfinish(c);

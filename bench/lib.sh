@@ -8,6 +8,18 @@ qb() { psql "$PGRELAY_TARGET_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 bench_die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
+# empty_tables: employees on A and B, and pgrelay's state on both.
+empty_tables() {
+	qa -c "TRUNCATE employees, emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY"
+	qb -c "TRUNCATE employees, pgrelay_row_version"
+}
+
+# rows_equal: true if A and B hold the same employees, row by row.
+rows_equal() {
+	local q="SELECT md5(coalesce(string_agg(e::text, ',' ORDER BY emp_id), '')) FROM employees e"
+	[ "$(qa -c "$q")" = "$(qb -c "$q")" ]
+}
+
 # kafka_topics ARGS...: Kafka's own topic tool from the broker's jars.
 kafka_topics() {
 	java -Xmx128m -cp "$BENCH_ROOT/.cache/kafka/libs/*" \

@@ -56,7 +56,8 @@ char *codec_encode_change(const struct change *c, const char *dbname, size_t *le
 
 /* Encodes changes as the JSON array pgrelay_apply_employees() reads on the
  * target: the row as in a change event (dob in days since 1970-01-01)
- * plus op and version: [{op, version, emp_id, first_name, ...}, ...].  malloc'd and NUL-terminated, or NULL when out of memory. */
+ * plus op and version: [{op, version, emp_id, first_name, ...}, ...].
+ * malloc'd and NUL-terminated, or NULL when out of memory. */
 char *codec_encode_apply_rows(const struct change *const *changes, int n);
 
 /* Writes the key {"emp_id":N} into buf; returns its length. */

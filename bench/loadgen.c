@@ -19,6 +19,11 @@
  * on two clocks of scheduling, need not.  Every row written is
  * valid under the default rules.
  *
+ * Two writers' transactions can deadlock on the rows they update and
+ * delete.  The server then rolls one back (SQLSTATE 40P01); its changes
+ * are not logged, and the writer goes on with a new transaction, as an
+ * application would.  The count goes to stderr at the end.
+ *
  * -a: the writers commit with synchronous_commit = off, so that A's WAL
  * flush rate (a few hundred fsyncs a second on a slow disk) does not cap
  * the load.  A commit is visible to other sessions, the producer among
@@ -140,6 +145,45 @@ command_ok(int w, PGconn *c, FILE *f)
 	return 0;
 }
 
+/* retryable: a deadlock or serialization failure; the server rolled the
+ * transaction back and an application runs one again */
+static int
+retryable(const PGresult *r)
+{
+	const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+	return s != NULL && (strcmp(s, "40P01") == 0 || strcmp(s, "40001") == 0);
+}
+
+/* abandon: after a retryable error, reads the rest of the pipeline (the
+ * aborted statements) up to its sync, then rolls the failed transaction
+ * block back.  0, or 1 after reporting. */
+static int
+abandon(int w, PGconn *c, FILE *f)
+{
+	PGresult *r;
+	int ends = 0;
+
+	while ((r = PQgetResult(c)) == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+		if (r == NULL && ++ends > 2 * per_txn + 4) {
+			fprintf(stderr, "loadgen: writer %d: the pipeline has no sync\n", w);
+			return fail(w, c, NULL, f);
+		}
+		PQclear(r);
+	}
+	PQclear(r);
+	if (per_txn == 1)
+		return 0;	/* no transaction block: the sync ended it */
+	if (!PQsendQueryParams(c, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) ||
+	    !PQpipelineSync(c) || command_ok(w, c, f) != 0)
+		return fail(w, c, NULL, f);
+	r = PQgetResult(c);
+	if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+		return fail(w, c, r, f);
+	PQclear(r);
+	return 0;
+}
+
 static int
 writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
     const char *out)
@@ -148,7 +192,7 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 	char path[4096];
 	struct change chs[per_txn];
 	FILE *f;
-	int64_t start, end, n = 0, max_id = 0;
+	int64_t start, end, n = 0, max_id = 0, retried = 0;
 	unsigned seed = (unsigned)(w * 7919 + getpid());
 	PGresult *r;
 
@@ -198,15 +242,27 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 			return 1;
 		const char *eid[per_txn], *version[per_txn];
 		PGresult *res[per_txn];
+		int failed_at = -1;
 		for (int i = 0; i < per_txn; i++) {
 			res[i] = next_result(c);
 			if (PQresultStatus(res[i]) != PGRES_TUPLES_OK) {
 				for (int j = 0; j < i; j++)
 					PQclear(res[j]);
-				return fail(w, c, res[i], f);
+				if (!retryable(res[i]))
+					return fail(w, c, res[i], f);
+				PQclear(res[i]);
+				failed_at = i;
+				break;
 			}
 			eid[i] = PQntuples(res[i]) == 1 ? PQgetvalue(res[i], 0, 0) : NULL;
 			version[i] = eid[i] != NULL ? PQgetvalue(res[i], 0, 1) : NULL;
+		}
+		if (failed_at >= 0) {
+			if (abandon(w, c, f) != 0)
+				return 1;
+			retried++;
+			n += per_txn;	/* markers stay unique */
+			continue;
 		}
 		if (per_txn > 1 && command_ok(w, c, f) != 0)	/* COMMIT */
 			return 1;	/* the writer's process ends: no need to clear res */
@@ -233,6 +289,9 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 		PQfinish(c);
 		return 1;
 	}
+	if (retried > 0)
+		fprintf(stderr, "loadgen: writer %d: %" PRId64 " transactions rolled back "
+		    "by a deadlock, not logged, and followed by new ones\n", w, retried);
 	PQfinish(c);
 	return 0;
 }

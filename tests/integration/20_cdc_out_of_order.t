@@ -3,7 +3,11 @@
 # one has been delivered must still be delivered (the failure of Kafka
 # Connect's JDBC source in incrementing mode).  Also: a long-running
 # transaction holds back only its own changes, and the producer says so.
+# The producer reads 7 changes at a time here, so that every window of
+# more than 7 changes is read in pages (one transaction of 2,000 changes,
+# at the end, in 286).
 . "$(dirname "$0")/lib.sh"
+T_PRODUCER_BATCH=7
 
 CONF=$(write_config)
 sed -i 's/retention_s = 3600;/retention_s = 3600; long_txn_warn_s = 1;/' "$CONF"
@@ -84,6 +88,21 @@ ok $? "the producer logs the long-running transaction"
 wait_until 10 'test "$(qb -c "SELECT city FROM employees WHERE emp_id = 2")" = long'
 is "$(qb -c "SELECT city FROM employees WHERE emp_id = 2")" long \
     "the long transaction's change arrives when it commits"
+
+# One transaction of 2,000 changes (1,000 rows, each inserted and updated):
+# every change is sent once, in change_id order, through pages of 7.
+qa -c "BEGIN;
+       INSERT INTO employees (emp_id, first_name, last_name, dob, city, salary)
+       SELECT 20000 + i, 'bulk', 'txn', '2009-01-01', 'D', 40000 FROM generate_series(1, 1000) i;
+       UPDATE employees SET salary = 40001 WHERE emp_id > 20000;
+       COMMIT;"
+ok $? "one transaction writes 2,000 changes"
+wait_until 60 'test "$(qb -c "SELECT count(*) FROM employees WHERE salary = 40001")" = 1000'
+is "$(qb -c "SELECT count(*) FROM employees WHERE salary = 40001")" 1000 \
+    "its 1,000 rows arrive with their updates"
+wait_until 10 'test "$(qa -c "SELECT changes FROM pgrelay_producer_state")" = "$(qa -c "SELECT count(*) FROM emp_cdc")"'
+is "$(qa -c "SELECT changes FROM pgrelay_producer_state")" "$(qa -c "SELECT count(*) FROM emp_cdc")" \
+    "the producer sent as many changes as A captured, none twice"
 compare_ab "at the end"
 
 stop_worker producer

@@ -87,12 +87,7 @@ kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
 		"enable.idempotence", "true",
 		"acks", "all",
 		"linger.ms", "2",
-		/* none: a consumer's prefetch limit counts decompressed bytes
-		 * and its fetch size compressed ones, so lz4 multiplied a
-		 * consumer's memory while it drained a backlog (42 MB against
-		 * 22 MB measured, README); CDC events are small and Kafka is
-		 * near, there is little to save on the wire */
-		"compression.codec", "none",
+		"compression.codec", "lz4",
 		"message.timeout.ms", "0",	/* never give up: the position stays put */
 		"socket.keepalive.enable", "true",
 		NULL
@@ -136,13 +131,11 @@ kfk_consumer_new(const struct cfg *cfg, const char *group_id,
 		"session.timeout.ms", "10000",
 		"heartbeat.interval.ms", "250",	/* a rebalance round is noticed within 250 ms */
 		"socket.keepalive.enable", "true",
-		/* prefetch: 512 KB, about a batch of 1,000 changes ahead, and
-		 * 128 KB per partition and fetch; librdkafka's 64 MB and 1 MB
-		 * defaults would make a consumer's RSS follow the backlog.
-		 * A queue this short runs dry before librdkafka 2.0.2 fetches
-		 * again on its own: sink.c wakes the fetcher (see NOTES). */
-		"queued.max.messages.kbytes", "512",
-		"fetch.message.max.bytes", "131072",
+		/* prefetch: 2 MB is several batches of 1,000 changes ahead;
+		 * librdkafka's 64 MB default (and 1 MB per partition and fetch)
+		 * would make a consumer's RSS follow the backlog */
+		"queued.max.messages.kbytes", "2048",
+		"fetch.message.max.bytes", "262144",
 		NULL
 	};
 	char why[512];

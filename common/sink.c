@@ -39,16 +39,6 @@
  * per batch.  (The offset committed to Kafka may then be ahead of B's; it
  * is for lag monitoring only.)
  *
- * Prefetch.  librdkafka keeps at most queued.max.messages.kbytes of
- * fetched messages (kafka.c keeps it small, for the RSS).  Past that limit
- * librdkafka 2.0.2 stops fetching, and its broker thread looks again only
- * when something wakes it, up to a second later (2.2 added
- * fetch.queue.backoff.ms for this); a member draining a backlog would sit
- * idle most of that second.  So when the queue runs dry and the
- * watermarks say more is waiting, the member asks the partitions' leaders
- * for their end offsets (one ListOffsets round trip per leader), which
- * wakes those broker threads, and they fetch at once.
- *
  * Rebalance.  Works with eager and cooperative protocols.  Before
  * partitions are revoked the pending batch is applied and committed.
  */
@@ -82,7 +72,6 @@ struct consumer {
 	PGconn *db;
 	rd_kafka_t *rk;		/* the group member */
 	rd_kafka_t *dlq;	/* producer for the DLQ topic */
-	rd_kafka_queue_t *queue;	/* rk's consumer queue */
 	rd_kafka_message_t **batch;
 	int nbatch;
 	struct reject *rejects;
@@ -90,7 +79,7 @@ struct consumer {
 	struct sink_verdict *verdicts;	/* for ops->apply_batch */
 	struct kfk_acks dlq_acks;	/* of the current batch's rejects */
 	int db_attempt;
-	int64_t applied, stale, rejected, wakeups;
+	int64_t applied, stale, rejected;
 	int ever_assigned;	/* see leave_group() */
 	char client_id[64];
 };
@@ -525,42 +514,6 @@ consumer_lag(rd_kafka_t *rk)
 	return lag;
 }
 
-/* Wakes the fetchers of partitions that have messages waiting beyond the
- * position (see Prefetch in NOTES).  Only when the queue is empty: then
- * the fetcher is stopped or a fetch is under way. */
-static void
-wake_fetchers(struct consumer *c)
-{
-	rd_kafka_topic_partition_list_t *parts = NULL, *behind;
-	rd_kafka_resp_err_t e;
-
-	if (rd_kafka_queue_length(c->queue) > 0 ||
-	    rd_kafka_assignment(c->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return;
-	behind = rd_kafka_topic_partition_list_new(parts->cnt);
-	if (rd_kafka_position(c->rk, parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		for (int i = 0; i < parts->cnt; i++) {
-			const rd_kafka_topic_partition_t *p = &parts->elems[i];
-			int64_t lo, hi;
-
-			if (p->offset >= 0 && rd_kafka_get_watermark_offsets(c->rk,
-			    p->topic, p->partition, &lo, &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-			    hi > p->offset)
-				rd_kafka_topic_partition_list_add(behind, p->topic,
-				    p->partition)->offset = RD_KAFKA_OFFSET_END;
-		}
-	}
-	if (behind->cnt > 0) {
-		/* the answer is not needed: asking is what wakes them */
-		e = rd_kafka_offsets_for_times(c->rk, behind, 500);
-		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-			log_debug("waking the fetchers: %s", rd_kafka_err2str(e));
-		c->wakeups++;
-	}
-	rd_kafka_topic_partition_list_destroy(behind);
-	rd_kafka_topic_partition_list_destroy(parts);
-}
-
 /* Frees the batch buffers (the messages in them are destroyed elsewhere). */
 static void
 batch_free(struct consumer *c)
@@ -616,7 +569,6 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		batch_free(&c);
 		return 1;
 	}
-	c.queue = rd_kafka_queue_get_consumer(c.rk);	/* not NULL: group.id is set */
 	topics = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(topics, ops->topic, RD_KAFKA_PARTITION_UA);
 	e = rd_kafka_subscribe(c.rk, topics);
@@ -651,13 +603,11 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		rd_kafka_poll(c.dlq, 0);
 		now = mono_ms();
 		if (c.nbatch > 0 && (drained || c.nbatch >= ops->batch_size ||
-		    now - batch_start >= ops->batch_timeout_ms) &&
-		    flush_batch(&c) == 0 && drained)
-			wake_fetchers(&c);
+		    now - batch_start >= ops->batch_timeout_ms))
+			flush_batch(&c);
 		if (now - last_stats >= 10000) {
 			log_info("applied %" PRId64 ", skipped as already applied %"
-			    PRId64 ", sent to DLQ %" PRId64 "; fetchers woken %" PRId64
-			    " times", c.applied, c.stale, c.rejected, c.wakeups);
+			    PRId64 ", sent to DLQ %" PRId64, c.applied, c.stale, c.rejected);
 			last_stats = now;
 		}
 		if (now - last_lag >= 1000) {
@@ -684,7 +634,6 @@ out:
 			PQfinish(c.db);
 		_exit(rc ? rc : kfk_fatal() ? 1 : 0);	/* see leave_group() */
 	}
-	rd_kafka_queue_destroy(c.queue);
 	rd_kafka_destroy(c.rk);
 	rd_kafka_destroy(c.dlq);
 	if (c.db != NULL)

@@ -145,6 +145,18 @@ command_ok(int w, PGconn *c, FILE *f)
 	return 0;
 }
 
+/* sync_ok: the next result of the pipeline is its sync */
+static int
+sync_ok(int w, PGconn *c, FILE *f)
+{
+	PGresult *r = PQgetResult(c);
+
+	if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+		return fail(w, c, r, f);
+	PQclear(r);
+	return 0;
+}
+
 /* retryable: a deadlock or serialization failure; the server rolled the
  * transaction back and an application runs one again */
 static int
@@ -175,13 +187,9 @@ abandon(int w, PGconn *c, FILE *f)
 	if (per_txn == 1)
 		return 0;	/* no transaction block: the sync ended it */
 	if (!PQsendQueryParams(c, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) ||
-	    !PQpipelineSync(c) || command_ok(w, c, f) != 0)
+	    !PQpipelineSync(c))
 		return fail(w, c, NULL, f);
-	r = PQgetResult(c);
-	if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
-		return fail(w, c, r, f);
-	PQclear(r);
-	return 0;
+	return command_ok(w, c, f) != 0 ? 1 : sync_ok(w, c, f);
 }
 
 static int
@@ -242,7 +250,7 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 			return 1;
 		const char *eid[per_txn], *version[per_txn];
 		PGresult *res[per_txn];
-		int failed_at = -1;
+		int aborted = 0;
 		for (int i = 0; i < per_txn; i++) {
 			res[i] = next_result(c);
 			if (PQresultStatus(res[i]) != PGRES_TUPLES_OK) {
@@ -251,13 +259,13 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 				if (!retryable(res[i]))
 					return fail(w, c, res[i], f);
 				PQclear(res[i]);
-				failed_at = i;
+				aborted = 1;
 				break;
 			}
 			eid[i] = PQntuples(res[i]) == 1 ? PQgetvalue(res[i], 0, 0) : NULL;
 			version[i] = eid[i] != NULL ? PQgetvalue(res[i], 0, 1) : NULL;
 		}
-		if (failed_at >= 0) {
+		if (aborted) {
 			if (abandon(w, c, f) != 0)
 				return 1;
 			retried++;
@@ -266,10 +274,8 @@ writer(int w, const char *dsn, double rate, int seconds, const int mix[3],
 		}
 		if (per_txn > 1 && command_ok(w, c, f) != 0)	/* COMMIT */
 			return 1;	/* the writer's process ends: no need to clear res */
-		r = PQgetResult(c);
-		if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
-			return fail(w, c, r, f);
-		PQclear(r);
+		if (sync_ok(w, c, f) != 0)
+			return 1;
 		int64_t t = now_us();	/* the server acknowledged the commit */
 		for (int i = 0; i < per_txn; i++) {
 			if (eid[i] != NULL) {

@@ -89,8 +89,9 @@ wait_until 10 'test "$(qb -c "SELECT city FROM employees WHERE emp_id = 2")" = l
 is "$(qb -c "SELECT city FROM employees WHERE emp_id = 2")" long \
     "the long transaction's change arrives when it commits"
 
-# One transaction of 2,000 changes (1,000 rows, each inserted and updated):
-# every change is sent once, in change_id order, through pages of 7.
+# One transaction of 2,000 changes (1,000 rows, each inserted and updated),
+# read through pages of 7: every row arrives with its update, and the
+# producer counts as many changes sent as A captured (none twice).
 qa -c "BEGIN;
        INSERT INTO employees (emp_id, first_name, last_name, dob, city, salary)
        SELECT 20000 + i, 'bulk', 'txn', '2009-01-01', 'D', 40000 FROM generate_series(1, 1000) i;

@@ -28,6 +28,16 @@ typedef void (*kfk_rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 rd_kafka_t *kfk_producer_new(const struct cfg *cfg, const char *client_id,
     kfk_dr_cb dr, void *opaque, char *err, size_t errlen);
 
+/* A consumer's prefetch: librdkafka fetches while its queue holds fewer
+ * than KFK_PREFETCH_MESSAGES messages and fewer than KFK_PREFETCH_KBYTES
+ * KB of payload (queued.min.messages, queued.max.messages.kbytes), in
+ * fetches of at most KFK_FETCH_PARTITION_BYTES per partition.  Past either
+ * limit librdkafka 2.0.2 stops fetching until its broker thread wakes
+ * (sink.c wakes it; see Prefetch there). */
+#define KFK_PREFETCH_KBYTES 512
+#define KFK_PREFETCH_MESSAGES 100000
+#define KFK_FETCH_PARTITION_BYTES 131072
+
 /* A consumer in group_id with the cooperative-sticky assignor and manual
  * offsets; rebalance gets every assignment change. */
 rd_kafka_t *kfk_consumer_new(const struct cfg *cfg, const char *group_id,

@@ -39,6 +39,23 @@
  * per batch.  (The offset committed to Kafka may then be ahead of B's; it
  * is for lag monitoring only.)
  *
+ * Prefetch.  librdkafka fetches ahead while its queue holds less than
+ * the limits in kafka.h (512 KB), kept small for the RSS.  Once a fetch
+ * takes the queue past a limit, librdkafka 2.0.2 stops fetching, and its
+ * broker thread looks again only when something wakes it, up to a second
+ * later (2.2 added fetch.queue.backoff.ms for this).  Meanwhile a member
+ * draining a backlog sits idle, and a change produced then waits: a
+ * latency stall of up to a second.  So the member counts what it takes
+ * from the queue; when the queue runs dry after at least a limit's worth
+ * (bytes or messages) since the last wake, the fetcher may have stopped,
+ * and the member asks its partitions' leaders for their end offsets: one
+ * ListOffsets round trip per leader, which wakes those broker threads,
+ * and they fetch at once.  The count is complete: the queue was empty at
+ * the last wake, so whatever filled it past a limit was taken since.
+ * (Whether messages wait beyond the position is no test: the fetch that
+ * stopped the fetcher may have taken everything there was, and the next
+ * change would wait.)
+ *
  * Rebalance.  Works with eager and cooperative protocols.  Before
  * partitions are revoked the pending batch is applied and committed.
  */
@@ -72,6 +89,7 @@ struct consumer {
 	PGconn *db;
 	rd_kafka_t *rk;		/* the group member */
 	rd_kafka_t *dlq;	/* producer for the DLQ topic */
+	rd_kafka_queue_t *queue;	/* rk's consumer queue */
 	rd_kafka_message_t **batch;
 	int nbatch;
 	struct reject *rejects;
@@ -79,7 +97,8 @@ struct consumer {
 	struct sink_verdict *verdicts;	/* for ops->apply_batch */
 	struct kfk_acks dlq_acks;	/* of the current batch's rejects */
 	int db_attempt;
-	int64_t applied, stale, rejected;
+	int64_t applied, stale, rejected, wakeups;
+	int64_t taken_bytes, taken_msgs;	/* from the queue since the last wake */
 	int ever_assigned;	/* see leave_group() */
 	char client_id[64];
 };
@@ -514,6 +533,46 @@ consumer_lag(rd_kafka_t *rk)
 	return lag;
 }
 
+/* Wakes the fetchers of the assigned partitions if they may have stopped
+ * (see Prefetch in NOTES).  Called when the queue ran dry. */
+static void
+wake_fetchers(struct consumer *c)
+{
+	rd_kafka_topic_partition_list_t *parts = NULL;
+	rd_kafka_resp_err_t e;
+
+	if (c->taken_bytes < (int64_t)KFK_PREFETCH_KBYTES * 1024 &&
+	    c->taken_msgs < KFK_PREFETCH_MESSAGES)
+		return;
+	if (rd_kafka_queue_length(c->queue) > 0)
+		return;		/* not dry after all: the fetcher is running */
+	e = rd_kafka_assignment(c->rk, &parts);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("waking the fetchers: assignment: %s", rd_kafka_err2str(e));
+		return;
+	}
+	if (parts->cnt > 0) {
+		for (int i = 0; i < parts->cnt; i++)
+			parts->elems[i].offset = RD_KAFKA_OFFSET_END;
+		/* the answer is not needed: asking is what wakes them.  A
+		 * fetch waiting on the broker for new data delays the answer
+		 * until the data comes (or fetch.wait.max.ms); the data is
+		 * in the queue by then */
+		e = rd_kafka_offsets_for_times(c->rk, parts, 1000);
+		if (e != RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    e != RD_KAFKA_RESP_ERR__TIMED_OUT) {
+			/* no request went out (no leader known): again at
+			 * the next dry queue */
+			log_debug("waking the fetchers: %s", rd_kafka_err2str(e));
+			rd_kafka_topic_partition_list_destroy(parts);
+			return;
+		}
+		c->wakeups++;
+	}
+	c->taken_bytes = c->taken_msgs = 0;
+	rd_kafka_topic_partition_list_destroy(parts);
+}
+
 /* Frees the batch buffers (the messages in them are destroyed elsewhere). */
 static void
 batch_free(struct consumer *c)
@@ -569,6 +628,7 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		batch_free(&c);
 		return 1;
 	}
+	c.queue = rd_kafka_queue_get_consumer(c.rk);	/* not NULL: group.id is set */
 	topics = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(topics, ops->topic, RD_KAFKA_PARTITION_UA);
 	e = rd_kafka_subscribe(c.rk, topics);
@@ -590,6 +650,8 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(c.rk, timeout);
 		int drained = m == NULL;
 		if (m != NULL) {
+			c.taken_bytes += (int64_t)m->len;
+			c.taken_msgs++;
 			if (m->err) {
 				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 					log_warn("consume: %s", rd_kafka_message_errstr(m));
@@ -605,9 +667,12 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		if (c.nbatch > 0 && (drained || c.nbatch >= ops->batch_size ||
 		    now - batch_start >= ops->batch_timeout_ms))
 			flush_batch(&c);
+		if (drained && c.nbatch == 0)
+			wake_fetchers(&c);
 		if (now - last_stats >= 10000) {
 			log_info("applied %" PRId64 ", skipped as already applied %"
-			    PRId64 ", sent to DLQ %" PRId64, c.applied, c.stale, c.rejected);
+			    PRId64 ", sent to DLQ %" PRId64 "; fetchers woken %" PRId64
+			    " times", c.applied, c.stale, c.rejected, c.wakeups);
 			last_stats = now;
 		}
 		if (now - last_lag >= 1000) {
@@ -634,6 +699,7 @@ out:
 			PQfinish(c.db);
 		_exit(rc ? rc : kfk_fatal() ? 1 : 0);	/* see leave_group() */
 	}
+	rd_kafka_queue_destroy(c.queue);
 	rd_kafka_destroy(c.rk);
 	rd_kafka_destroy(c.dlq);
 	if (c.db != NULL)

@@ -96,9 +96,43 @@ main(void)
 	    "\"transaction\":null}";
 	struct change d;
 	char err[256];
-	ok(codec_decode_change(dbz, strlen(dbz), &d, err, sizeof(err)) == 0 &&
-	    d.after.emp_id == 5 && d.after.salary == 20000 && d.after.dob_days == 14000,
-	    "a Debezium event with extra fields decodes");
+	int rc = codec_decode_change(dbz, strlen(dbz), &d, err, sizeof(err));
+	if (!ok(rc == 0, "a Debezium event with extra fields decodes"))
+		printf("#   %s\n", err);
+	/* Every field the decoder fills; ts_ms is the envelope's (2), not source's (1). */
+	is_int(d.op, 'c', "Debezium create: op");
+	is_int(d.change_id, 3, "Debezium create: source.change_id");
+	is_int(d.txid, 9, "Debezium create: source.txId");
+	is_int(d.ts_ms, 2, "Debezium create: ts_ms");
+	ok(d.has_after && !d.has_before, "Debezium create: after present, before absent");
+	is_int(d.after.emp_id, 5, "Debezium create: after.emp_id");
+	is_str(d.after.first_name, "A", "Debezium create: after.first_name");
+	is_str(d.after.last_name, "B", "Debezium create: after.last_name");
+	is_str(d.after.city, "C", "Debezium create: after.city");
+	ok(d.after.has_dob && d.after.dob_days == 14000, "Debezium create: after.dob 14000");
+	ok(d.after.has_salary && d.after.salary == 20000, "Debezium create: after.salary 20000");
+	ok(codec_change_row(&d) == &d.after, "Debezium create: the row is after");
+	codec_change_free(&d);
+
+	/* A Debezium delete (REPLICA IDENTITY FULL): before carries the row,
+	 * after is null; null columns decode as absent. */
+	const char *dbzdel = "{\"before\":{\"emp_id\":6,\"first_name\":\"D\","
+	    "\"last_name\":null,\"dob\":null,\"city\":null,\"salary\":null},\"after\":null,"
+	    "\"source\":{\"version\":\"2.7.0.Final\",\"connector\":\"postgresql\","
+	    "\"name\":\"a\",\"ts_ms\":10,\"snapshot\":\"false\",\"db\":\"pgrelay\","
+	    "\"schema\":\"public\",\"table\":\"employees\",\"txId\":11,\"lsn\":124,"
+	    "\"xmin\":null,\"change_id\":4},\"op\":\"d\",\"ts_ms\":12,\"transaction\":null}";
+	rc = codec_decode_change(dbzdel, strlen(dbzdel), &d, err, sizeof(err));
+	if (!ok(rc == 0, "a Debezium delete decodes"))
+		printf("#   %s\n", err);
+	ok(d.op == 'd' && d.change_id == 4 && d.txid == 11 && d.ts_ms == 12,
+	    "Debezium delete: op, change_id, txId, ts_ms");
+	ok(d.has_before && !d.has_after, "Debezium delete: before present, after absent");
+	ok(codec_change_row(&d) == &d.before, "Debezium delete: the row is before");
+	ok(d.before.emp_id == 6 && d.before.first_name != NULL &&
+	    strcmp(d.before.first_name, "D") == 0 && d.before.last_name == NULL &&
+	    d.before.city == NULL && !d.before.has_dob && !d.before.has_salary,
+	    "Debezium delete: emp_id and first_name kept, null columns absent");
 	codec_change_free(&d);
 
 	rejects("", "empty message value");
@@ -179,7 +213,9 @@ main(void)
 		}
 		if (codec_decode_change(m, n, &d, err, sizeof(err)) == 0) {
 			decoded++;
-			if (strchr("cudr", d.op) == NULL || d.change_id < 0)
+			/* strchr finds the terminating NUL, so reject '\0' first */
+			if (d.op == '\0' || strchr("cudr", d.op) == NULL || d.change_id < 0 ||
+			    d.has_before != (d.op == 'd') || d.has_after != (d.op != 'd'))
 				sane = 0;
 			codec_change_free(&d);
 		} else {

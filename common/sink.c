@@ -504,7 +504,10 @@ leave_group(struct consumer *c)
 	}
 	e = rd_kafka_consumer_close(c->rk);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_warn("closing the consumer: %s", rd_kafka_err2str(e));
+		log_warn("closing the consumer: %s; the broker drops this member "
+		    "after session.timeout.ms", rd_kafka_err2str(e));
+	else
+		log_info("left the group cleanly");
 	return 1;
 }
 
@@ -689,7 +692,8 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		    "from the offsets in the target", c.nbatch);
 out:
 	log_info("leaving the group: applied %" PRId64 ", skipped %" PRId64
-	    ", DLQ %" PRId64, c.applied, c.stale, c.rejected);
+	    ", DLQ %" PRId64 ", fetchers woken %" PRId64 " times", c.applied,
+	    c.stale, c.rejected, c.wakeups);
 	int closed = leave_group(&c);
 	for (int i = 0; i < c.nbatch; i++)
 		rd_kafka_message_destroy(c.batch[i]);

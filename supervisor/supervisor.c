@@ -469,12 +469,15 @@ pool_crash(struct sup *s, struct pool *pl, double now)
 static void
 handle_exit(struct sup *s, struct slot *sl, int status)
 {
-	char how[128];
+	char how[160], end[128];
 	double now = mono_now();
 	struct pool *pl = &s->pools[sl->pool];
 	const char *name = pool_names[sl->pool];
 
-	describe_exit(status, how, sizeof(how));
+	/* "(pid N) was killed by signal 9 (Killed)": the pid names which
+	 * process of the slot ended (a slot runs one after another) */
+	describe_exit(status, end, sizeof(end));
+	snprintf(how, sizeof(how), "(pid %ld) %s", (long)sl->pid, end);
 	sl->pid = 0;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		log_info("%s %d %s", name, sl->index, how);

@@ -35,6 +35,34 @@ etl_dlq() {
 	kcat -b "$PGRELAY_KAFKA_BROKERS" -C -t "$T_TOPIC.etl.dlq" -o beginning -e -q \
 	    -f '%h\n' 2>/dev/null
 }
+# The ETL topic's records as "file|line" lines.
+etl_topic() {
+	kcat -b "$PGRELAY_KAFKA_BROKERS" -C -t "$T_TOPIC.etl" -o beginning -e -q \
+	    -f '%s\n' 2>/dev/null | jq -r '.file + "|" + (.line | tostring)'
+}
+# csv_lines FILE wanted|nosalary: the first line of each record of FILE
+# that the ETL must load (department ECC, CIT or EMS, hired in 2010 or
+# later, with a salary), or that has no salary; read by Python's csv
+# module, independently of the loader's libcsv.
+csv_lines() {
+	python3 - "$1" "$2" <<'PY'
+import csv, datetime, sys
+with open(sys.argv[1], newline='', encoding='utf-8-sig') as f:
+    r = csv.reader(f)
+    next(r)
+    prev = r.line_num
+    for rec in r:
+        start, prev = prev + 1, r.line_num
+        if len(rec) != 8:
+            continue
+        if sys.argv[2] == 'nosalary':
+            if rec[7] == '':
+                print(start)
+        elif rec[0] in ('ECC', 'CIT', 'EMS') and rec[7] != '' and \
+                datetime.datetime.strptime(rec[5], '%d-%b-%Y') >= datetime.datetime(2010, 1, 1):
+            print(start)
+PY
+}
 is "$(qb -c "SELECT count(*) FROM t_raw_csv")" 6954 "COPY reads the shipped file's 6954 rows"
 
 start_worker sup pgrelayd -c "$CONF"
@@ -59,6 +87,11 @@ grep -q "renamed.csv has the same content as salaries.csv" "$T_DIR/sup.log"
 ok $? "a renamed copy is recognised by its content"
 sleep 1
 is "$(loaded)" "$(expected 1)" "and the totals do not change"
+etl_topic > "$T_DIR/etl.records"
+is "$(grep -c '^renamed.csv|' "$T_DIR/etl.records")" 0 "the topic holds no record of the renamed copy"
+is "$(grep -c '^salaries.csv|' "$T_DIR/etl.records")|$(sort -u "$T_DIR/etl.records" | grep -c '^salaries.csv|')" \
+    "$(qb -c "SELECT rows_sent FROM etl_files WHERE name = 'salaries.csv'")|$(qb -c "SELECT rows_sent FROM etl_files WHERE name = 'salaries.csv'")" \
+    "and each record of the first copy once (rows_sent of salaries.csv)"
 
 # A crafted file: BOM, CRLF, quotes, embedded comma and newline, bad rows.
 before=$(loaded)
@@ -94,12 +127,10 @@ done
 before=$(loaded)
 mv "$T_DIR/big.csv" "$SPOOL/big.csv"
 wait_until 60 'test "$(qb -c "SELECT coalesce(max(last_line), 0) FROM etl_files WHERE name = '\''big.csv'\''")" -ge 20000'
-victim=$(child_pids etl_producer)
-kill -9 "$victim"
+kill_child "$(child_pids etl_producer)"
 ok $? "killed the ETL producer -9 at line $(qb -c "SELECT last_line FROM etl_files WHERE name = 'big.csv'")"
 sleep 2
-victim=$(child_pids etl_loader | head -n 1)
-kill -9 "$victim"
+kill_child "$(child_pids etl_loader | head -n 1)"
 ok $? "killed an ETL loader -9"
 wait_until 180 'test -f "$SPOOL/done/big.csv"'
 ok $? "the large file finishes after the restarts"
@@ -108,8 +139,22 @@ ok $? "the restarted producer resumed the file"
 want=$(paste -d'|' <(echo "$before") <(expected 20) | awk -F'|' '{print $1 "|" $2 + $5 "|" $3 + $6}')
 wait_until 60 'test "$(loaded)" = "$want"'
 is "$(loaded)" "$want" "totals and counts exact after kill -9 of producer and loader"
-is "$(qb -c "SELECT count(*) FROM (SELECT source_sha256, source_line FROM department_employee GROUP BY 1, 2 HAVING count(*) > 1) d")" 0 \
-    "no record loaded twice"
+csv_lines "$SPOOL/done/big.csv" wanted > "$T_DIR/big.wanted"
+qb -c "SELECT source_line FROM department_employee WHERE source_file = 'big.csv'
+        ORDER BY source_line" > "$T_DIR/big.loaded"
+cmp -s "$T_DIR/big.wanted" "$T_DIR/big.loaded"
+ok $? "the lines loaded from big.csv are the $(wc -l < "$T_DIR/big.wanted") wanted lines, each once" ||
+    diff "$T_DIR/big.wanted" "$T_DIR/big.loaded" | head -n 5 | sed 's/^/#   /'
+csv_lines "$SPOOL/done/big.csv" nosalary > "$T_DIR/big.nosalary"
+wait_until 20 'test "$(etl_dlq | grep -F "reason=missing field Salary," | grep -c "file=big.csv,")" -ge "$(wc -l < "$T_DIR/big.nosalary")"'
+etl_dlq | grep -F "reason=missing field Salary," | grep "file=big.csv," |
+    sed 's/.*line=\([0-9]*\).*/\1/' | sort -un > "$T_DIR/big.dlq"
+cmp -s "$T_DIR/big.nosalary" "$T_DIR/big.dlq"
+ok $? "each of the $(wc -l < "$T_DIR/big.nosalary") lines of big.csv without a salary is in the DLQ, with its line" ||
+    diff "$T_DIR/big.nosalary" "$T_DIR/big.dlq" | head -n 5 | sed 's/^/#   /'
+is "$(qb -c "SELECT state, rows_sent, rows_rejected FROM etl_files WHERE name = 'big.csv'")" \
+    "done|$(wc -l < "$T_DIR/big.wanted")|$(wc -l < "$T_DIR/big.nosalary")" \
+    "etl_files counts big.csv's records sent and rejected exactly, across the kills"
 
 stop_worker sup
 is "$?" 0 "pgrelayd drains and exits 0"

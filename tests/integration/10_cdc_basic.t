@@ -30,7 +30,7 @@ start_worker c1 consumer -c "$CONF"
 start_worker c2 consumer -c "$CONF"
 
 wait_until 60 same_rows
-compare_ab "after the snapshot"
+compare_ab "after the snapshot" =500
 
 qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)
        VALUES ('Ada', 'Lovelace', '2008-12-10', 'London', 50000)"
@@ -63,7 +63,7 @@ qa -c "BEGIN;
          SELECT 'n' || i, 'm' || i, DATE '2010-01-01', 'x', 20000 + i FROM generate_series(1, 200) i;
        COMMIT;"
 wait_until 30 same_rows
-compare_ab "after a mixed transaction"
+compare_ab "after a mixed transaction" =650
 
 is "$(qa -c "SELECT count(*) FROM emp_cdc WHERE action = 'u'")" $((1 + 2 * 99)) \
     "the trigger recorded every update (Ada once, 99 rows twice)"
@@ -72,7 +72,7 @@ stop_worker c1 TERM
 is "$?" 0 "a consumer asked to stop exits 0"
 qa -c "UPDATE employees SET city = 'after-c1' WHERE emp_id <= 40"
 wait_until 30 same_rows
-compare_ab "with one consumer left after a rebalance"
+compare_ab "with one consumer left after a rebalance" =650
 
 stop_worker producer TERM
 is "$?" 0 "the producer asked to stop exits 0"

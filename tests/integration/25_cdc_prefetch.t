@@ -12,13 +12,15 @@
 . "$(dirname "$0")/lib.sh"
 
 # b_wait SECONDS CONDITION: inside B, until the SQL condition holds,
-# checked every 2 ms (a psql per check would take longer than that)
+# checked every 2 ms (a psql per check would take longer than that);
+# fails (an exception, psql exits 1) if it does not hold in time.
 b_wait() {
 	qb -c "DO \$\$ BEGIN
 	         FOR i IN 1..$(($1 * 500)) LOOP
-	           EXIT WHEN $2;
+	           IF $2 THEN RETURN; END IF;
 	           PERFORM pg_sleep(0.002);
 	         END LOOP;
+	         RAISE EXCEPTION 'not within $1 s: %', \$c\$$2\$c\$;
 	       END \$\$"
 }
 
@@ -41,18 +43,25 @@ for round in $(seq 1 $rounds); do
 	# the moment B holds the backlog (checked every 2 ms, the stall
 	# would start when the first fetch stopped the fetcher), a new row
 	want=$((round * 1601 - 1))
-	b_wait 30 "(SELECT count(*) FROM employees) = $want"
+	b_wait 30 "(SELECT count(*) FROM employees) = $want" ||
+	    ok 1 "round $round: B holds the backlog of $want rows"
 	t0=$(date +%s%N)
 	id=$(qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)
 	            VALUES ('after', 'backlog', DATE '2008-01-01', 'x', 20000) RETURNING emp_id")
-	b_wait 10 "EXISTS (SELECT 1 FROM employees WHERE emp_id = $id)"
+	b_wait 10 "EXISTS (SELECT 1 FROM employees WHERE emp_id = $id)" ||
+	    ok 1 "round $round: the row after the backlog shows on B"
 	ms=$((($(date +%s%N) - t0) / 1000000))
 	diag "round $round: the row after a 640 KB backlog showed on B after $ms ms"
 	[ "$ms" -lt 500 ] || slow=$((slow + 1))
 	stop_worker c1
 	is $? 0 "round $round: the consumer stops cleanly"
+	# the condition under test was reached: the backlog took the queue
+	# past its limit and the consumer woke the stopped fetcher
+	woken=$(grep "leaving the group" "$T_DIR/c1.log" | tail -n 1 |
+		sed -n 's/.*fetchers woken \([0-9]*\) times.*/\1/p')
+	ok "$([ "${woken:-0}" -ge 1 ]; echo $?)" "round $round: the consumer woke its fetchers (${woken:-no} times)"
 done
 is "$slow" 0 "the row after the backlog showed on B in under 500 ms in all $rounds rounds"
-compare_ab "at the end"
+compare_ab "at the end" =$((rounds * 1601))
 
 done_testing

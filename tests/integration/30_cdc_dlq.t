@@ -109,7 +109,7 @@ wait_until 20 'test "$(qb -c "SELECT city FROM employees WHERE emp_id = 12")" = 
 is "$(qb -c "SELECT city FROM employees WHERE emp_id = 12")" accepted \
     "a later change of the refused row applies once B accepts it"
 
-compare_ab "valid rows" "$VALID"
+compare_ab "valid rows" 4 "$VALID"
 
 stop_worker producer
 stop_worker c1

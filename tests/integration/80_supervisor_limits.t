@@ -61,7 +61,7 @@ is "$(grep -c "holding the producer lock" "$T_DIR/s2.log")" 0 "only one producer
 qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)
        SELECT 'h' || i, 'a', DATE '2010-01-01', 'c', 30000 FROM generate_series(1, 300) i"
 wait_until 30 same_rows
-compare_ab "with two supervisors"
+compare_ab "with two supervisors" =300
 wait_until 20 'test "$(group_members)" = 2'
 is "$(group_members)" 2 "both supervisors' consumers share the group"
 
@@ -71,7 +71,7 @@ wait_until 30 'grep -q "holding the producer lock" "$T_DIR/s2.log"'
 ok $? "the standby producer takes over after the first supervisor is killed -9 ($((SECONDS - t0)) s)"
 qa -c "UPDATE employees SET city = 'after-failover'"
 wait_until 30 same_rows
-compare_ab "after the failover"
+compare_ab "after the failover" =300
 stop_worker s2
 is "$?" 0 "the second supervisor stops cleanly"
 left=$(pgrep -f "$T_DIR/run/active.conf" | wc -l)

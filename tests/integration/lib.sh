@@ -27,6 +27,8 @@ mkdir -p "$T_DIR/spool"
 T_N=0
 T_FAILED=0
 declare -A T_PIDS=()
+T_VICTIMS=()	# pids of pgrelayd's children this test killed (kill_child)
+T_SEED=		# a randomized test's seed, printed on failure to replay it
 
 ok() {		# ok CONDITION-EXIT-CODE DESCRIPTION
 	local rc=$1; shift
@@ -55,6 +57,7 @@ is() {		# is GOT WANT DESCRIPTION
 diag() { echo "# $*"; }
 
 done_testing() {
+	check_logs
 	echo "1..$T_N"
 	[ "$T_FAILED" -eq 0 ]
 }
@@ -135,6 +138,8 @@ cleanup() {
 	done
 	wait 2>/dev/null
 	if [ "$T_FAILED" -ne 0 ] || [ -n "${T_KEEP:-}" ]; then
+		[ -z "$T_SEED" ] || echo "# seed: $T_SEED (set it again to replay)"
+		[ ${#T_VICTIMS[@]} -eq 0 ] || echo "# killed: ${T_VICTIMS[*]}"
 		for f in "$T_DIR"/*.log; do
 			[ -f "$f" ] || continue
 			echo "# --- $f (last 30 lines)"
@@ -147,8 +152,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# sup_status [--json]: pgrelayctl against this test's supervisor.
-sup_status() { "$BIN/pgrelayctl" -s "$T_DIR/run/pgrelayd.sock" status "$@"; }
+# sup_status [--json]: pgrelayctl against this test's supervisor (its
+# stderr kept in a log, which check_logs reads).
+sup_status() {
+	"$BIN/pgrelayctl" -s "$T_DIR/run/pgrelayd.sock" status "$@" 2>> "$T_DIR/pgrelayctl.log"
+}
 
 # Pids of the running children of one kind, from pgrelayctl's JSON.
 child_pids() {
@@ -186,13 +194,26 @@ wait_until() {
 
 same_rows() { [ "$(rows_a "${1:-}")" = "$(rows_b)" ]; }
 
-# compare_ab WHAT [FILTER]: one TAP line; on failure, the first differences.
+# compare_ab WHAT ROWS [FILTER]: one TAP line; on failure, the first
+# differences.  ROWS is the least number of rows A must hold, or =N for
+# exactly N: two empty tables are equal, and prove nothing.
 compare_ab() {
-	local what=$1 filter=${2:-}
+	local what=$1 want=$2 filter=${3:-} n
 	rows_a "$filter" > "$T_DIR/a.rows"
 	rows_b > "$T_DIR/b.rows"
+	n=$(wc -l < "$T_DIR/a.rows")
+	case $want in
+	=*)	if [ "$n" -ne "${want#=}" ]; then
+			ok 1 "$what: A holds $n rows, want exactly ${want#=}"
+			return 1
+		fi ;;
+	*)	if [ "$n" -lt "$want" ]; then
+			ok 1 "$what: A holds $n rows, want at least $want"
+			return 1
+		fi ;;
+	esac
 	if cmp -s "$T_DIR/a.rows" "$T_DIR/b.rows"; then
-		ok 0 "$what: A and B hold the same $(wc -l < "$T_DIR/a.rows") rows"
+		ok 0 "$what: A and B hold the same $n rows"
 	else
 		ok 1 "$what: A ($(wc -l < "$T_DIR/a.rows") rows) and B ($(wc -l < "$T_DIR/b.rows") rows) differ"
 		diff "$T_DIR/a.rows" "$T_DIR/b.rows" | head -n 10 | sed 's/^/#   /'
@@ -208,6 +229,7 @@ dlq_lines() {
 
 # load_a SECONDS WRITER-ID: a writer of inserts, updates and deletes on A,
 # for about SECONDS; every row it writes is valid under the default rules.
+# psql's errors are kept in $T_DIR/load-WRITER-ID.err for load_errors.
 load_a() {
 	local secs=$1 w=$2
 	local end=$((SECONDS + secs))
@@ -221,5 +243,116 @@ UPDATE employees SET salary = salary + 1, city = 'u$w'
 DELETE FROM employees WHERE emp_id = (SELECT (random() * max(emp_id))::int FROM employees) AND random() < 0.3;
 COMMIT;"
 		done
-	done | psql "$PGRELAY_SOURCE_DSN" -X -q -v ON_ERROR_STOP=0 >/dev/null 2>&1
+	done | psql "$PGRELAY_SOURCE_DSN" -X -q -v ON_ERROR_STOP=0 >/dev/null 2>> "$T_DIR/load-$w.err"
+}
+
+# load_errors ALLOWED: one TAP line: every error psql reported to the
+# writers of load_a matches the extended regex ALLOWED (two writers can
+# deadlock, and the rest of a transaction the server rolled back is
+# refused), so a load that only failed cannot pass for one that wrote.
+load_errors() {
+	local allowed=$1 bad
+	bad=$(cat "$T_DIR"/load-*.err 2>/dev/null | grep '^psql:' | grep -vE "$allowed")
+	if [ -z "$bad" ]; then
+		ok 0 "the load's errors are of the expected kinds only ($(cat "$T_DIR"/load-*.err 2>/dev/null | grep -c '^psql:') in all)"
+	else
+		ok 1 "the load had unexpected errors"
+		echo "$bad" | sort | uniq -c | sort -rn | head -n 5 | sed 's/^/#   /'
+		return 1
+	fi
+}
+LOAD_DEADLOCKS='ERROR:  (deadlock detected|current transaction is aborted)'
+
+# The newest change_id on A (0 if none): changes_since takes it as a start.
+last_change() { qa -c "SELECT coalesce(max(change_id), 0) FROM emp_cdc"; }
+changes_since() { qa -c "SELECT count(*) FROM emp_cdc WHERE change_id > $1"; }
+
+# versions_match WHAT: one TAP line.  B's version of every row
+# (pgrelay_row_version: change_id and deleted) equals A's newest change of
+# that row: a change lost, applied twice out of order, or a deleted row
+# that came back shows here even where the rows themselves agree.
+versions_match() {
+	qa -c "SELECT DISTINCT ON (emp_id) emp_id, change_id, action = 'd'
+	         FROM emp_cdc ORDER BY emp_id, change_id DESC" > "$T_DIR/a.versions"
+	qb -c "SELECT emp_id, change_id, deleted FROM pgrelay_row_version
+	        ORDER BY emp_id" > "$T_DIR/b.versions"
+	if cmp -s "$T_DIR/a.versions" "$T_DIR/b.versions"; then
+		ok 0 "$1: B's version of each of $(wc -l < "$T_DIR/a.versions") rows is A's newest change"
+	else
+		ok 1 "$1: B's row versions differ from A's newest changes"
+		diff "$T_DIR/a.versions" "$T_DIR/b.versions" | head -n 10 | sed 's/^/#   /'
+		return 1
+	fi
+}
+
+# topic_complete WHAT once|at-least-once MIN: one TAP line.  Every change
+# A captured after the snapshot's cut (what the stream must carry) is on
+# the CDC topic, once or at least once, there are at least MIN of them, and
+# the topic carries no change A does not have.  Checked at the topic, where
+# a later change of a row cannot hide a lost earlier one.
+topic_complete() {
+	local what=$1 mode=$2 min=$3 n missing extra twice
+	qa -c "SELECT change_id FROM emp_cdc WHERE NOT pg_visible_in_snapshot(txid,
+	         (SELECT cut FROM pgrelay_snapshot_state))" | sort > "$T_DIR/want.ids"
+	kcat -b "$PGRELAY_KAFKA_BROKERS" -C -t "$T_TOPIC" -o beginning -e -q \
+	    -f '%s\n' 2>/dev/null |
+	    jq -r 'select(type == "object" and .op != "r") | .source.change_id' |
+	    sort > "$T_DIR/topic.ids"
+	n=$(wc -l < "$T_DIR/want.ids")
+	missing=$(sort -u "$T_DIR/topic.ids" | comm -23 "$T_DIR/want.ids" - | wc -l)
+	extra=$(sort -u "$T_DIR/topic.ids" | comm -13 "$T_DIR/want.ids" - | wc -l)
+	twice=$(uniq -d "$T_DIR/topic.ids" | wc -l)
+	if [ "$n" -ge "$min" ] && [ "$missing" -eq 0 ] && [ "$extra" -eq 0 ] &&
+	   { [ "$mode" != once ] || [ "$twice" -eq 0 ]; }; then
+		ok 0 "$what: the topic carries each of A's $n changes $mode ($twice more than once)"
+	else
+		ok 1 "$what: A has $n changes (want at least $min); the topic misses $missing, has $extra A does not, $twice more than once (want $mode)"
+		sort -u "$T_DIR/topic.ids" | comm -23 "$T_DIR/want.ids" - | head -n 5 | sed 's/^/#   missing change_id /'
+		return 1
+	fi
+}
+
+# kill_child PID: kill -9 of one of pgrelayd's children, recorded as a
+# victim; check_logs then requires pgrelayd's log to show that pid killed
+# by signal 9, so a kill that hit an already ended process fails the test.
+kill_child() {
+	T_VICTIMS+=("$1")
+	kill -9 "$1"
+}
+
+# check_logs: two TAP lines, at the end of every test (done_testing).
+# No file of the run holds a sanitizer report (the workers are the
+# ASan+UBSan build; one that aborts is restarted by pgrelayd like any crash
+# and would go unseen), and every child pgrelayd saw die by a signal was
+# killed by the test (kill_child) or by pgrelayd itself (hung, or not
+# stopping in time), and every kill_child victim did die by signal 9.
+check_logs() {
+	local found pid bad=
+	found=$(grep -rlE 'AddressSanitizer|LeakSanitizer|runtime error:' \
+	    --exclude-dir=spool "$T_DIR" 2>/dev/null)
+	if [ -z "$found" ]; then
+		ok 0 "no sanitizer report in any log of the run"
+	else
+		ok 1 "sanitizer reports in: $(echo $found)"
+		grep -rhE -A3 'AddressSanitizer|LeakSanitizer|runtime error:' $found |
+		    head -n 12 | sed 's/^/#   /'
+	fi
+	for pid in $(grep -rhoE '\(pid [0-9]+\) was killed by signal [0-9]+' \
+	    --exclude-dir=spool "$T_DIR" 2>/dev/null | awk '{print $2}' | tr -d ')'); do
+		case " ${T_VICTIMS[*]} " in *" $pid "*) continue ;; esac
+		grep -rqE "\(pid $pid\) (sent no keep-alive|did not stop within)" \
+		    --exclude-dir=spool "$T_DIR" && continue
+		bad="$bad $pid"
+	done
+	for pid in "${T_VICTIMS[@]}"; do
+		grep -rqF "(pid $pid) was killed by signal 9" --exclude-dir=spool "$T_DIR" ||
+		    bad="$bad $pid(missed)"
+	done
+	if [ -z "$bad" ]; then
+		ok 0 "every child that died by a signal was killed on purpose; every kill hit (${#T_VICTIMS[@]} kills)"
+	else
+		ok 1 "children died by a signal no one sent, or kills hit nothing:$bad"
+		grep -rhE '\(pid [0-9]+\) was killed by signal' --exclude-dir=spool "$T_DIR" |
+		    head -n 5 | sed 's/^/#   /'
+	fi
 }

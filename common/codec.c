@@ -17,24 +17,62 @@ codec_change_row(const struct change *c)
 	return c->op == 'd' ? &c->before : &c->after;
 }
 
+/* NULL when a value cannot be carried (a string that is not UTF-8, a
+ * dob outside the codec's range) or memory runs out: codec_check_row()
+ * tells which. */
 static json_t *
 row_to_json(const struct emp_row *r)
 {
 	json_t *o = json_object();
+	int bad = 0;
 
 	if (o == NULL)
 		return NULL;
-	json_object_set_new(o, "emp_id", json_integer(r->emp_id));
-	json_object_set_new(o, "first_name",
+	if (r->has_dob && (r->dob_days < CODEC_DOB_MIN_DAYS ||
+	    r->dob_days > CODEC_DOB_MAX_DAYS))
+		bad = 1;
+	/* json_object_set_new() fails (and frees nothing) on a NULL value:
+	 * json_string() of a string that is not UTF-8 */
+	bad |= json_object_set_new(o, "emp_id", json_integer(r->emp_id));
+	bad |= json_object_set_new(o, "first_name",
 	    r->first_name ? json_string(r->first_name) : json_null());
-	json_object_set_new(o, "last_name",
+	bad |= json_object_set_new(o, "last_name",
 	    r->last_name ? json_string(r->last_name) : json_null());
-	json_object_set_new(o, "dob",
+	bad |= json_object_set_new(o, "dob",
 	    r->has_dob ? json_integer(r->dob_days) : json_null());
-	json_object_set_new(o, "city", r->city ? json_string(r->city) : json_null());
-	json_object_set_new(o, "salary",
+	bad |= json_object_set_new(o, "city",
+	    r->city ? json_string(r->city) : json_null());
+	bad |= json_object_set_new(o, "salary",
 	    r->has_salary ? json_integer(r->salary) : json_null());
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
+}
+
+int
+codec_check_row(const struct emp_row *r, char *why, size_t whylen)
+{
+	const char *const names[] = { "first_name", "last_name", "city" };
+	const char *const vals[] = { r->first_name, r->last_name, r->city };
+
+	if (r->has_dob && (r->dob_days < CODEC_DOB_MIN_DAYS ||
+	    r->dob_days > CODEC_DOB_MAX_DAYS)) {
+		snprintf(why, whylen, "dob: %ld days from 1970-01-01 is outside "
+		    "0001-01-01 to 9999-12-31, what the change event carries",
+		    (long)r->dob_days);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		json_t *s = vals[i] ? json_string(vals[i]) : NULL;
+		if (vals[i] != NULL && s == NULL) {
+			snprintf(why, whylen, "%s: not valid UTF-8", names[i]);
+			return -1;
+		}
+		json_decref(s);
+	}
+	return 0;
 }
 
 char *

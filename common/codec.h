@@ -51,8 +51,15 @@ struct change {
 const struct emp_row *codec_change_row(const struct change *c);
 
 /* Returns a malloc'd JSON value (NUL-terminated, *len without the NUL) or
- * NULL when out of memory.  Caller frees with free(). */
+ * NULL when a value cannot be carried (codec_check_row() says which) or
+ * memory runs out.  Caller frees with free(). */
 char *codec_encode_change(const struct change *c, const char *dbname, size_t *len);
+
+/* Why codec_encode_change() cannot carry row r: 0 if it can (a NULL from
+ * the encoder was then a lack of memory), else -1 with why naming the
+ * column (a dob outside CODEC_DOB_MIN_DAYS..MAX, a string that is not
+ * UTF-8). */
+int codec_check_row(const struct emp_row *r, char *why, size_t whylen);
 
 /* Encodes changes as the JSON array pgrelay_apply_employees() reads on the
  * target: the row as in a change event (dob in days since 1970-01-01)

@@ -4,6 +4,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "db.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,13 +47,61 @@ db_connect(const char *dsn, const char *appname, char *err, size_t errlen)
 }
 
 PGresult *
-db_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
-    char *err, size_t errlen)
+db_query_cls(PGconn *conn, const char *sql, int nparams,
+    const char *const *params, enum pgr_err *cls, char *err, size_t errlen)
 {
 	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL,
 	    NULL, 0);
 	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	const char *state;
 
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+	result_error(conn, res, err, errlen);
+	if (cls != NULL) {
+		/* classes 22 (data exception) and 23 (integrity constraint
+		 * violation): the values are refused, not the connection */
+		state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+		*cls = state != NULL && (strncmp(state, "22", 2) == 0 ||
+		    strncmp(state, "23", 2) == 0) ? PGR_DATA : PGR_RETRY;
+	}
+	PQclear(res);
+	return NULL;
+}
+
+PGresult *
+db_query_ticking(PGconn *conn, const char *sql, int nparams,
+    const char *const *params, void (*tick)(void), char *err, size_t errlen)
+{
+	PGresult *res = NULL, *next;
+	ExecStatusType st;
+
+	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
+		result_error(conn, NULL, err, errlen);
+		return NULL;
+	}
+	while (PQisBusy(conn)) {
+		struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
+
+		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) {
+			snprintf(err, errlen, "poll: %s", strerror(errno));
+			return NULL;
+		}
+		if (tick != NULL)
+			tick();
+		if (!PQconsumeInput(conn)) {
+			result_error(conn, NULL, err, errlen);
+			return NULL;
+		}
+	}
+	/* one statement: one result, then NULL; keep the first */
+	while ((next = PQgetResult(conn)) != NULL) {
+		if (res == NULL)
+			res = next;
+		else
+			PQclear(next);
+	}
+	st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 		return res;
 	result_error(conn, res, err, errlen);
@@ -59,14 +109,22 @@ db_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
 	return NULL;
 }
 
+PGresult *
+db_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+    char *err, size_t errlen)
+{
+	return db_query_cls(conn, sql, nparams, params, NULL, err, errlen);
+}
+
 int
 db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
     char *err, size_t errlen)
 {
-	PGresult *res = db_query(conn, sql, nparams, params, err, errlen);
+	enum pgr_err cls = PGR_RETRY;
+	PGresult *res = db_query_cls(conn, sql, nparams, params, &cls, err, errlen);
 
 	if (res == NULL)
-		return -1;
+		return cls;
 	PQclear(res);
 	return 0;
 }

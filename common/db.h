@@ -15,6 +15,8 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
+#include "err.h"
+
 /* Opens a connection to dsn (a libpq connection string) with
  * application_name set to appname.  NULL and err on failure. */
 PGconn *db_connect(const char *dsn, const char *appname, char *err, size_t errlen);
@@ -24,7 +26,22 @@ PGconn *db_connect(const char *dsn, const char *appname, char *err, size_t errle
 PGresult *db_query(PGconn *conn, const char *sql, int nparams,
     const char *const *params, char *err, size_t errlen);
 
-/* db_query() for statements whose rows are not wanted. */
+/* db_query() that also says, on failure, whether the statement's data is
+ * at fault (*cls = PGR_DATA: SQLSTATE class 22 or 23) or anything else
+ * (PGR_RETRY: the connection, the server, a lock, ...). */
+PGresult *db_query_cls(PGconn *conn, const char *sql, int nparams,
+    const char *const *params, enum pgr_err *cls, char *err, size_t errlen);
+
+/* db_query() for a statement that may take long (a window of millions of
+ * changes): waits for the answer in poll() slices of at most a second and
+ * calls tick (if not NULL) after each, so that the worker can report that
+ * it is alive while A works (the supervisor's watchdog would otherwise
+ * take a long statement for a hung worker, kill it, and loop). */
+PGresult *db_query_ticking(PGconn *conn, const char *sql, int nparams,
+    const char *const *params, void (*tick)(void), char *err, size_t errlen);
+
+/* db_query() for statements whose rows are not wanted: 0, PGR_DATA or
+ * PGR_RETRY, as db_query_cls() classes them. */
 int db_exec(PGconn *conn, const char *sql, int nparams,
     const char *const *params, char *err, size_t errlen);
 

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "worker.h"
@@ -134,7 +135,11 @@ kfk_consumer_new(const struct cfg *cfg, const char *group_id,
 		"enable.auto.commit", "true",
 		"auto.commit.interval.ms", "1000",
 		"enable.auto.offset.store", "false",
-		"auto.offset.reset", "earliest",
+		/* an offset out of the log's range means changes the target
+		 * never applied are gone: stop, never skip (sink.c, Gaps); a
+		 * partition the target has no offset for starts at its
+		 * beginning by an explicit assignment, not by a reset */
+		"auto.offset.reset", "error",
 		"isolation.level", "read_committed",
 		"session.timeout.ms", "10000",
 		"heartbeat.interval.ms", "250",	/* a rebalance round is noticed within 250 ms */
@@ -193,32 +198,43 @@ topic_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
 	return n;
 }
 
+/* CreateTopics errors that no retry can mend. */
+static int
+topic_error_is_config(rd_kafka_resp_err_t e)
+{
+	return e == RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION ||
+	    e == RD_KAFKA_RESP_ERR_INVALID_PARTITIONS ||
+	    e == RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR ||
+	    e == RD_KAFKA_RESP_ERR_INVALID_CONFIG ||
+	    e == RD_KAFKA_RESP_ERR_POLICY_VIOLATION;
+}
+
 int
-kfk_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions,
+kfk_ensure_topic(rd_kafka_t *rk, const struct kfk_topic *t,
     int replication_factor, char *err, size_t errlen)
 {
 	char why[512];
 	rd_kafka_NewTopic_t *nt;
 	rd_kafka_queue_t *q;
 	rd_kafka_event_t *ev;
-	int rc = -1;
+	int rc = PGR_RETRY;
 
-	nt = rd_kafka_NewTopic_new(topic, partitions, replication_factor, why,
-	    sizeof(why));
+	nt = rd_kafka_NewTopic_new(t->name, t->partitions, replication_factor,
+	    why, sizeof(why));
 	if (nt == NULL) {
-		snprintf(err, errlen, "topic %s: %s", topic, why);
-		return -1;
+		snprintf(err, errlen, "topic %s: %s", t->name, why);
+		return PGR_CONFIG;
 	}
 	q = rd_kafka_queue_new(rk);
 	rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
 	ev = rd_kafka_queue_poll(q, 30000);
 	if (ev == NULL) {
 		snprintf(err, errlen, "topic %s: no answer from the brokers within "
-		    "30 s; check kafka.brokers", topic);
+		    "30 s; check kafka.brokers", t->name);
 		goto out;
 	}
 	if (rd_kafka_event_error(ev)) {
-		snprintf(err, errlen, "topic %s: create: %s", topic,
+		snprintf(err, errlen, "topic %s: create: %s", t->name,
 		    rd_kafka_event_error_string(ev));
 		goto out;
 	}
@@ -229,20 +245,25 @@ kfk_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions,
 	    RD_KAFKA_RESP_ERR_UNKNOWN;
 
 	if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		log_info("created topic %s with %d partitions", topic, partitions);
+		log_info("created topic %s with %d partitions", t->name, t->partitions);
 		rc = 0;
 	} else if (terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-		int have = topic_partitions(rk, topic, err, errlen);
-		if (have == partitions)
+		int have = topic_partitions(rk, t->name, err, errlen);
+		if (have == t->partitions || (have > 0 && t->partitions_key == NULL)) {
 			rc = 0;
-		else if (have > 0)
+		} else if (have > 0) {
 			snprintf(err, errlen, "topic %s exists with %d partitions but "
-			    "kafka.partitions is %d; set kafka.partitions to %d (a "
-			    "different count would move keys between partitions "
-			    "and break per-row order)", topic, have, partitions, have);
+			    "%s is %d; set %s to %d (a different count would move "
+			    "keys between partitions and break per-row order)",
+			    t->name, have, t->partitions_key, t->partitions,
+			    t->partitions_key, have);
+			rc = PGR_CONFIG;
+		}
 	} else {
-		snprintf(err, errlen, "topic %s: create: %s", topic,
+		snprintf(err, errlen, "topic %s: create: %s", t->name,
 		    cnt ? rd_kafka_topic_result_error_string(tr[0]) : "no result");
+		if (topic_error_is_config(terr))
+			rc = PGR_CONFIG;
 	}
 out:
 	if (ev != NULL)
@@ -253,13 +274,87 @@ out:
 }
 
 int
-kfk_ensure_topics(rd_kafka_t *rk, const struct cfg *cfg, char *err, size_t errlen)
+kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
+    int replication_factor)
 {
-	if (kfk_ensure_topic(rk, cfg->cdc_topic, cfg->partitions,
-	    cfg->replication_factor, err, errlen) < 0)
+	char err[1024];
+	int attempt = 0;
+
+	for (int i = 0; i < n; ) {
+		if (worker_stop)
+			return PGR_RETRY;
+		int rc = kfk_ensure_topic(rk, &t[i], replication_factor, err,
+		    sizeof(err));
+		if (rc == 0) {
+			i++;
+			continue;
+		}
+		if (rc == PGR_CONFIG) {
+			log_error("%s: a configuration error; not retrying", err);
+			return PGR_CONFIG;
+		}
+		log_error("%s; retrying", err);
+		worker_sleep_ms(worker_backoff_ms(attempt++));
+	}
+	return 0;
+}
+
+int
+kfk_cdc_topics_wait(rd_kafka_t *rk, const struct cfg *cfg)
+{
+	const struct kfk_topic t[] = {
+		{ cfg->cdc_topic, cfg->partitions, "kafka.partitions" },
+		{ cfg->dlq_topic, 1, NULL },
+	};
+
+	return kfk_topics_wait(rk, t, 2, cfg->replication_factor);
+}
+
+int
+kfk_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
+    void *val, size_t len, int flags, rd_kafka_headers_t *h, char *err,
+    size_t errlen)
+{
+	rd_kafka_resp_err_t e;
+
+	while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+	    RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE(val, len),
+	    RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_HEADERS(h),
+	    RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		rd_kafka_poll(rk, 50);	/* let deliveries drain the queue */
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		snprintf(err, errlen, "produce to %s: %s", topic, rd_kafka_err2str(e));
 		return -1;
-	return kfk_ensure_topic(rk, cfg->dlq_topic, 1, cfg->replication_factor,
-	    err, errlen);
+	}
+	return 0;
+}
+
+int
+kfk_produce_dlq(rd_kafka_t *rk, const char *topic, const void *key,
+    size_t keylen, const void *val, size_t len, const struct kfk_dlq_why *why,
+    char *err, size_t errlen)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new((size_t)why->norigin + 4);
+	char name[96], ts[24];
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	snprintf(ts, sizeof(ts), "%lld",
+	    (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+	rd_kafka_header_add(h, "__pgrelay.errors.stage", -1, why->stage, -1);
+	rd_kafka_header_add(h, "__pgrelay.errors.rule", -1, why->rule, -1);
+	rd_kafka_header_add(h, "__pgrelay.errors.reason", -1, why->reason, -1);
+	for (int i = 0; i + 1 < 2 * why->norigin; i += 2) {
+		snprintf(name, sizeof(name), "__pgrelay.errors.%s", why->origin[i]);
+		rd_kafka_header_add(h, name, -1, why->origin[i + 1], -1);
+	}
+	rd_kafka_header_add(h, "__pgrelay.errors.ts_ms", -1, ts, -1);
+	if (kfk_produce(rk, topic, key, keylen, (void *)val, len,
+	    RD_KAFKA_MSG_F_COPY, h, err, errlen) < 0) {
+		rd_kafka_headers_destroy(h);
+		return -1;
+	}
+	return 0;
 }
 
 void

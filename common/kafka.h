@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "err.h"
 
 typedef void (*kfk_dr_cb)(rd_kafka_t *rk, const rd_kafka_message_t *msg,
     void *opaque);
@@ -44,15 +45,57 @@ rd_kafka_t *kfk_consumer_new(const struct cfg *cfg, const char *group_id,
     const char *client_id, kfk_rebalance_cb rebalance, void *opaque, char *err,
     size_t errlen);
 
-/* Creates topic with the given partition count if it is missing; if it
- * exists with another partition count, fails and says so. */
-int kfk_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions,
+/* A topic a worker writes or reads: created with partitions partitions
+ * when missing.  partitions_key names the config key that sets the count;
+ * an existing topic with another count is then a configuration error
+ * (keys would move between partitions and break per-row order).  With
+ * partitions_key NULL (a DLQ) any existing count will do. */
+struct kfk_topic {
+	const char *name;
+	int partitions;
+	const char *partitions_key;
+};
+
+/* Creates t if it is missing.  0 when it exists as wanted; PGR_CONFIG when
+ * it contradicts the configuration (its partition count, an invalid name
+ * or replication factor); PGR_RETRY when the brokers could not answer. */
+int kfk_ensure_topic(rd_kafka_t *rk, const struct kfk_topic *t,
     int replication_factor, char *err, size_t errlen);
 
-/* kfk_ensure_topic() for cfg's CDC topic (kafka.partitions) and DLQ topic
- * (one partition: the DLQ is read by people, in order). */
-int kfk_ensure_topics(rd_kafka_t *rk, const struct cfg *cfg, char *err,
-    size_t errlen);
+/* kfk_ensure_topic() for each of n topics, retrying with back-off (and
+ * logging) while the brokers cannot answer.  0 when all exist; PGR_CONFIG
+ * (logged) when one contradicts the configuration: the worker exits
+ * CFG_EXIT_CONFIG; PGR_RETRY when worker_stop was set first. */
+int kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
+    int replication_factor);
+
+/* kfk_topics_wait() for cfg's CDC topic (kafka.partitions) and DLQ topic
+ * (created with one partition: the DLQ is read by people, in order). */
+int kfk_cdc_topics_wait(rd_kafka_t *rk, const struct cfg *cfg);
+
+/* Produces one record (RD_KAFKA_MSG_F_FREE or _COPY in flags, as
+ * rd_kafka_producev takes them), waiting while librdkafka's queue is
+ * full.  h (may be NULL) is owned by the record once it is queued.  0, or
+ * -1 with err (val and h are then still the caller's). */
+int kfk_produce(rd_kafka_t *rk, const char *topic, const void *key,
+    size_t keylen, void *val, size_t len, int flags, rd_kafka_headers_t *h,
+    char *err, size_t errlen);
+
+/* Why a record goes to a dead-letter topic: the stage that set it aside,
+ * the rule it broke and a one-line reason.  origin holds norigin name and
+ * value pairs saying where it came from (a topic, partition and offset; a
+ * source table and change_id); each becomes a header
+ * "__pgrelay.errors.NAME", beside stage, rule, reason and ts_ms. */
+struct kfk_dlq_why {
+	const char *stage, *rule, *reason;
+	const char *const *origin;
+	int norigin;
+};
+
+/* kfk_produce() of a copy of (key, val) to topic with why's headers. */
+int kfk_produce_dlq(rd_kafka_t *rk, const char *topic, const void *key,
+    size_t keylen, const void *val, size_t len, const struct kfk_dlq_why *why,
+    char *err, size_t errlen);
 
 /* Delivery accounting of one producer: sent counts what the caller
  * produced, the delivery reports count acked and failed.  Give the struct

@@ -58,6 +58,17 @@
  *
  * Rebalance.  Works with eager and cooperative protocols.  Before
  * partitions are revoked the pending batch is applied and committed.
+ *
+ * Gaps.  A partition whose offset in the target is below the topic's log
+ * start lost changes the target never applied (retention deleted them, or
+ * the topic was deleted and created again).  librdkafka's
+ * auto.offset.reset would skip the gap with a warning; pgrelay sets it to
+ * "error" (kafka.c), so the fetch fails with __AUTO_OFFSET_RESET.  The
+ * member then stops that partition (paused; the others go on), logs what
+ * was lost and how to recover (a re-snapshot), and reports it in its
+ * status ("gaps=N"), which pgrelayd shows in pgrelayctl status and
+ * systemd's STATUS=.  The target's offset stays, so every member that is
+ * given the partition stops it again until an operator recovers.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
@@ -101,7 +112,11 @@ struct consumer {
 	int64_t taken_bytes, taken_msgs;	/* from the queue since the last wake */
 	int ever_assigned;	/* see leave_group() */
 	char client_id[64];
+	int32_t gaps[64];	/* partitions stopped below the log start */
+	int ngaps;
 };
+
+#define MAX_GAPS ((int)(sizeof(((struct consumer *)0)->gaps) / sizeof(int32_t)))
 
 enum apply_rc { APPLY_OK = 0, APPLY_RETRY = -1, APPLY_DATA = -2 };
 
@@ -228,49 +243,22 @@ send_rejects(struct consumer *c, char *err, size_t errlen)
 	for (int i = 0; i < c->nrejects; i++) {
 		const struct reject *r = &c->rejects[i];
 		const rd_kafka_message_t *m = c->batch[r->index];
-		char part[16], off[24], ts[24];
-		rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-		rd_kafka_resp_err_t e;
-		struct timespec now;
+		char part[16], off[24];
+		const char *origin[] = {
+			"topic", rd_kafka_topic_name(m->rkt), "partition", part,
+			"offset", off, "group", c->ops->group_id,
+		};
+		const struct kfk_dlq_why why = { r->stage, r->rule, r->reason,
+		    origin, 4 };
 
-		clock_gettime(CLOCK_REALTIME, &now);
 		snprintf(part, sizeof(part), "%d", (int)m->partition);
 		snprintf(off, sizeof(off), "%" PRId64, (int64_t)m->offset);
-		snprintf(ts, sizeof(ts), "%" PRId64,
-		    (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
-		rd_kafka_header_add(h, "__pgrelay.errors.stage", -1, r->stage, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.rule", -1, r->rule, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.reason", -1, r->reason, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.topic", -1,
-		    rd_kafka_topic_name(m->rkt), -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.partition", -1, part, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.offset", -1, off, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.group", -1, c->ops->group_id, -1);
-		rd_kafka_header_add(h, "__pgrelay.errors.ts_ms", -1, ts, -1);
-		while ((e = rd_kafka_producev(c->dlq,
-		    RD_KAFKA_V_TOPIC(c->ops->dlq_topic),
-		    RD_KAFKA_V_KEY(m->key, m->key_len),
-		    RD_KAFKA_V_VALUE(m->payload, m->len),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		    RD_KAFKA_V_HEADERS(h),
-		    RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			rd_kafka_poll(c->dlq, 50);
-		if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			rd_kafka_headers_destroy(h);
-			snprintf(err, errlen, "DLQ produce: %s", rd_kafka_err2str(e));
+		if (kfk_produce_dlq(c->dlq, c->ops->dlq_topic, m->key, m->key_len,
+		    m->payload, m->len, &why, err, errlen) < 0)
 			return -1;
-		}
-		c->dlq_acks.sent++;	/* h is owned by the message now */
+		c->dlq_acks.sent++;
 	}
 	return kfk_acks_wait(c->dlq, &c->dlq_acks, &worker_stop, err, errlen);
-}
-
-/* SQLSTATE classes 22 (data exception) and 23 (integrity): the message
- * itself is at fault, not the connection. */
-static int
-is_data_error(const char *err)
-{
-	return strncmp(err, "SQLSTATE 22", 11) == 0 || strncmp(err, "SQLSTATE 23", 11) == 0;
 }
 
 /* Records the next offset of every partition in the batch, in B. */
@@ -307,9 +295,10 @@ apply_batch(struct consumer *c, rd_kafka_topic_partition_list_t *offs, int caref
 	if (db_exec(c->db, "BEGIN", 0, NULL, err, sizeof(err)) < 0)
 		goto retry;
 	if (!careful && c->ops->apply_batch != NULL) {
-		if (c->ops->apply_batch(c->db, c->batch, c->nbatch, c->ops->opaque,
-		    c->verdicts, err, sizeof(err)) < 0) {
-			if (!is_data_error(err))
+		int rc = c->ops->apply_batch(c->db, c->batch, c->nbatch,
+		    c->ops->opaque, c->verdicts, err, sizeof(err));
+		if (rc < 0) {
+			if (rc != PGR_DATA)
 				goto retry;
 			db_exec(c->db, "ROLLBACK", 0, NULL, ignore, sizeof(ignore));
 			return APPLY_DATA;
@@ -329,10 +318,10 @@ apply_batch(struct consumer *c, rd_kafka_topic_partition_list_t *offs, int caref
 			goto retry;
 		enum sink_result rc = c->ops->apply(c->db, m, c->ops->opaque, &stage,
 		    &rule, why, sizeof(why), err, sizeof(err));
-		if (rc != SINK_ERROR) {
+		if (rc != SINK_ERROR && rc != SINK_REFUSED) {
 			tally(c, i, rc, stage, rule, why);
 		} else {
-			if (!is_data_error(err))
+			if (rc != SINK_REFUSED)
 				goto retry;
 			if (!careful) {
 				db_exec(c->db, "ROLLBACK", 0, NULL, ignore, sizeof(ignore));
@@ -434,6 +423,60 @@ flush_batch(struct consumer *c)
 	return -1;
 }
 
+/* A fetch of m's partition found its offset out of the log's range (see
+ * Gaps in NOTES): stops the partition and says what was lost. */
+static void
+stop_gap(struct consumer *c, const rd_kafka_message_t *m)
+{
+	const char *topic = rd_kafka_topic_name(m->rkt);
+	int64_t lo = -1, hi = -1, at = m->offset;
+	rd_kafka_topic_partition_list_t *one;
+	rd_kafka_resp_err_t e;
+	char what[256];
+
+	for (int i = 0; i < c->ngaps; i++)
+		if (c->gaps[i] == m->partition)
+			return;		/* reported already */
+	e = rd_kafka_query_watermark_offsets(c->rk, topic, m->partition, &lo, &hi, 5000);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+		snprintf(what, sizeof(what), "its offset %" PRId64 " is out of the "
+		    "log's range (the range itself is unknown: %s)", at,
+		    rd_kafka_err2str(e));
+	else if (at >= 0 && at < lo)
+		snprintf(what, sizeof(what), "the changes at offsets %" PRId64
+		    "..%" PRId64 " (%" PRId64 " records) were deleted, by the "
+		    "topic's retention or by hand, before the target applied them",
+		    at, lo - 1, lo - at);
+	else
+		snprintf(what, sizeof(what), "its offset %" PRId64 " in the target "
+		    "is beyond the partition's end %" PRId64 " (was the topic "
+		    "deleted and created again?)", at, hi);
+	log_error("partition %d of %s is STOPPED: %s; the target is missing "
+	    "those changes and this partition is not read any further; recover "
+	    "with a re-snapshot (README: Offsets below the log start)",
+	    (int)m->partition, topic, what);
+	one = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(one, topic, m->partition);
+	e = rd_kafka_pause_partitions(c->rk, one);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("pausing partition %d: %s", (int)m->partition,
+		    rd_kafka_err2str(e));
+	rd_kafka_topic_partition_list_destroy(one);
+	if (c->ngaps < MAX_GAPS)
+		c->gaps[c->ngaps++] = m->partition;
+}
+
+/* Forgets the stopped partitions among parts (revoked: their next owner
+ * finds the gap again). */
+static void
+forget_gaps(struct consumer *c, const rd_kafka_topic_partition_list_t *parts)
+{
+	for (int i = 0; i < parts->cnt; i++)
+		for (int g = 0; g < c->ngaps; g++)
+			if (c->gaps[g] == parts->elems[i].partition)
+				c->gaps[g--] = c->gaps[--c->ngaps];
+}
+
 static void
 rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -462,6 +505,7 @@ rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		for (int i = 0; i < parts->cnt; i++)
 			log_info("revoked %s [%d]", parts->elems[i].topic,
 			    (int)parts->elems[i].partition);
+		forget_gaps(c, parts);
 		if (coop)
 			error = rd_kafka_incremental_unassign(rk, parts);
 		else
@@ -589,8 +633,8 @@ int
 sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 {
 	struct consumer c = { .cfg = cfg, .ops = ops };
-	char err[1024], status[160];
-	int rc = 0, attempt = 0;
+	char err[1024], status[256];
+	int rc = 0;
 	int64_t batch_start = 0, last_stats = mono_ms(), last_lag = 0, lag = 0;
 	rd_kafka_topic_partition_list_t *topics;
 	rd_kafka_resp_err_t e;
@@ -611,17 +655,14 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		batch_free(&c);
 		return 1;
 	}
-	while (!worker_stop && (kfk_ensure_topic(c.dlq, ops->topic, ops->partitions,
-	    cfg->replication_factor, err, sizeof(err)) < 0 ||
-	    kfk_ensure_topic(c.dlq, ops->dlq_topic, 1, cfg->replication_factor,
-	    err, sizeof(err)) < 0)) {
-		log_error("%s; retrying", err);
-		if (strstr(err, "kafka.partitions") != NULL) {
-			rd_kafka_destroy(c.dlq);
-			batch_free(&c);
-			return CFG_EXIT_CONFIG;
-		}
-		worker_sleep_ms(worker_backoff_ms(attempt++));
+	const struct kfk_topic need[] = {
+		{ ops->topic, ops->partitions, ops->partitions_key },
+		{ ops->dlq_topic, 1, NULL },
+	};
+	if (kfk_topics_wait(c.dlq, need, 2, cfg->replication_factor) == PGR_CONFIG) {
+		rd_kafka_destroy(c.dlq);
+		batch_free(&c);
+		return CFG_EXIT_CONFIG;
 	}
 	c.rk = kfk_consumer_new(cfg, ops->group_id, c.client_id, rebalance, &c, err,
 	    sizeof(err));
@@ -656,7 +697,9 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 			c.taken_bytes += (int64_t)m->len;
 			c.taken_msgs++;
 			if (m->err) {
-				if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+				if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
+					stop_gap(&c, m);
+				else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 					log_warn("consume: %s", rd_kafka_message_errstr(m));
 				rd_kafka_message_destroy(m);
 			} else {
@@ -682,8 +725,13 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 			lag = consumer_lag(c.rk);
 			last_lag = now;
 		}
-		snprintf(status, sizeof(status), "applied=%" PRId64 " stale=%" PRId64
-		    " dlq=%" PRId64 " lag=%" PRId64, c.applied, c.stale, c.rejected, lag);
+		int w = snprintf(status, sizeof(status), "applied=%" PRId64
+		    " stale=%" PRId64 " dlq=%" PRId64 " lag=%" PRId64, c.applied,
+		    c.stale, c.rejected, lag);
+		if (c.ngaps > 0 && w > 0 && (size_t)w < sizeof(status))
+			snprintf(status + w, sizeof(status) - (size_t)w,
+			    " gaps=%d (partitions stopped below the log start)",
+			    c.ngaps);
 		worker_notify_alive(status);
 	}
 	/* Finish the batch in hand, then leave the group (revokes, commits). */

@@ -10,13 +10,17 @@
  *   SINK_STALE    the target already holds it or something newer
  *   SINK_REJECT   not applicable: *stage, *rule (static strings) and why say
  *                 why; the message goes to the DLQ
- *   SINK_ERROR    a statement failed: err holds it ("SQLSTATE xxxxx: ...")
+ *   SINK_REFUSED  the target refused the message's values (db_query_cls()
+ *                 classed the failure PGR_DATA): err says why; the message
+ *                 goes to the DLQ as target.refused
+ *   SINK_ERROR    a statement failed for any other reason (PGR_RETRY): err
+ *                 holds it; the batch is retried
  *
  * It may also supply apply_batch, which applies the whole batch at once
  * (set-based, one round trip) and fills one verdict per message.  When it
- * fails with a data error (SQLSTATE class 22 or 23) the engine rolls back
- * and re-runs the batch through apply, a message at a time, so that only
- * the message the target refuses is rejected.
+ * fails with PGR_DATA the engine rolls back and re-runs the batch through
+ * apply, a message at a time, so that only the message the target refuses
+ * is rejected.
  */
 #ifndef PGRELAY_SINK_H
 #define PGRELAY_SINK_H
@@ -26,8 +30,9 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "err.h"
 
-enum sink_result { SINK_APPLIED, SINK_STALE, SINK_REJECT, SINK_ERROR };
+enum sink_result { SINK_APPLIED, SINK_STALE, SINK_REJECT, SINK_REFUSED, SINK_ERROR };
 
 typedef enum sink_result (*sink_apply_fn)(PGconn *db, const rd_kafka_message_t *m,
     void *opaque, const char **stage, const char **rule, char *why, size_t whylen,
@@ -39,7 +44,8 @@ struct sink_verdict {
 	char why[256];
 };
 
-/* 0 with v[0..n-1] filled, or -1 with err (nothing may be counted). */
+/* 0 with v[0..n-1] filled, or PGR_DATA / PGR_RETRY with err (nothing may
+ * be counted). */
 typedef int (*sink_apply_batch_fn)(PGconn *db, rd_kafka_message_t *const *msgs,
     int n, void *opaque, struct sink_verdict *v, char *err, size_t errlen);
 
@@ -50,6 +56,7 @@ struct sink_ops {
 	const char *group_id;
 	const char *topic;
 	int partitions;			/* for creating the topic when missing */
+	const char *partitions_key;	/* the config key that sets it */
 	const char *dlq_topic;
 	int batch_size;
 	int batch_timeout_ms;

@@ -48,6 +48,13 @@ worker_setup(const char *kind, const char *path)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);	/* the supervisor restarts us on reload */
+	/* pgrelayd starts us with TERM and INT blocked, so that a stop it asks
+	 * for before this point waits for the handler instead of killing us */
+	sigset_t stops;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	return cfg;
 }
 

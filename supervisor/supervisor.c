@@ -323,7 +323,7 @@ spawn(struct sup *s, struct slot *sl)
 		return;
 	}
 	if (pid == 0) {
-		/* Child: default signal dispositions and mask, our env, exec.
+		/* Child: default signal dispositions, our env, exec.
 		 * If pgrelayd dies (even by kill -9) the child is asked to stop,
 		 * so no worker outlives its supervisor. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -331,7 +331,14 @@ spawn(struct sup *s, struct slot *sl)
 			_exit(0);
 		for (int sig = 1; sig < NSIG; sig++)
 			signal(sig, SIG_DFL);
-		sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
+		/* TERM and INT stay blocked through exec until the worker's
+		 * handlers are in place (worker.c): a graceful stop sent right
+		 * after the fork (SIGUSR2, a reload) is then handled as one,
+		 * not a death by signal 15 */
+		sigset_t mask = s->oldmask;
+		sigaddset(&mask, SIGTERM);
+		sigaddset(&mask, SIGINT);
+		sigprocmask(SIG_SETMASK, &mask, NULL);
 		snprintf(notify, sizeof(notify), "%s", s->notify_path);
 		setenv("NOTIFY_SOCKET", notify, 1);
 		unsetenv("WATCHDOG_USEC");
@@ -843,10 +850,11 @@ status_json(const struct sup *s)
 		    "want", s->pools[p].want, "running", pool_running(s, (enum pool_id)p),
 		    "min", s->pools[p].min, "max", s->pools[p].max,
 		    "stopped", s->pools[p].stopped));
-	return json_pack("{s:I, s:o, s:o, s:I, s:I, s:b}",
+	return json_pack("{s:I, s:o, s:o, s:I, s:I, s:I, s:b}",
 	    "pid", (json_int_t)getpid(), "pools", pools, "children", children,
 	    "consumer_lag", (json_int_t)status_sum(s, "lag"),
 	    "dlq", (json_int_t)status_sum(s, "dlq"),
+	    "partitions_stopped", (json_int_t)status_sum(s, "gaps"),
 	    "stopping", s->shutting_down);
 }
 
@@ -874,8 +882,10 @@ status_text(const struct sup *s, char *buf, size_t len)
 		    sl->status);
 	}
 	if (n < len)
-		snprintf(buf + n, len - n, "consumer lag %lld, dlq %lld\n",
-		    status_sum(s, "lag"), status_sum(s, "dlq"));
+		snprintf(buf + n, len - n, "consumer lag %lld, dlq %lld, partitions "
+		    "stopped below the log start %lld%s\n", status_sum(s, "lag"),
+		    status_sum(s, "dlq"), status_sum(s, "gaps"),
+		    status_sum(s, "gaps") > 0 ? " (CHANGES LOST: re-snapshot)" : "");
 }
 
 static void
@@ -886,12 +896,19 @@ notify_status(struct sup *s)
 
 	if (now - s->last_status >= s->cfg->sup_status_interval_s) {
 		s->last_status = now;
+		long long gaps = status_sum(s, "gaps");
+		char lost[160] = "";
+
+		if (gaps > 0)
+			snprintf(lost, sizeof(lost), ", CHANGES LOST: %lld partitions "
+			    "stopped below the log start, re-snapshot (see the log)",
+			    gaps);
 		sd_notifyf(0, "STATUS=producer %d, consumers %d/%d, etl loaders %d/%d, "
-		    "lag %lld, dlq %lld%s",
+		    "lag %lld, dlq %lld%s%s",
 		    pool_running(s, POOL_PRODUCER), pool_running(s, POOL_CONSUMER),
 		    s->pools[POOL_CONSUMER].want, pool_running(s, POOL_ETL_LOADER),
 		    s->pools[POOL_ETL_LOADER].want, status_sum(s, "lag"),
-		    status_sum(s, "dlq"), s->shutting_down ? ", stopping" : "");
+		    status_sum(s, "dlq"), lost, s->shutting_down ? ", stopping" : "");
 	}
 	for (int p = 0; p < NPOOLS; p++)
 		if (s->pools[p].stopped)

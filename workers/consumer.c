@@ -67,6 +67,7 @@ apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
 	const char *params[8];
 	PGresult *res;
 	enum sink_result rc;
+	enum pgr_err cls = PGR_RETRY;
 
 	if (decode_valid(rules, m, &ch, stage, rule, why, whylen) < 0)
 		return SINK_REJECT;
@@ -85,10 +86,10 @@ apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
 	params[5] = r->has_dob ? dob : NULL;
 	params[6] = r->city;
 	params[7] = r->has_salary ? sal : NULL;
-	res = db_query(db, "SELECT pgrelay_apply_employee($1, $2::int, $3::bigint, "
-	    "$4, $5, $6::int, $7, $8::int)", 8, params, err, errlen);
+	res = db_query_cls(db, "SELECT pgrelay_apply_employee($1, $2::int, $3::bigint, "
+	    "$4, $5, $6::int, $7, $8::int)", 8, params, &cls, err, errlen);
 	if (res == NULL) {
-		rc = SINK_ERROR;
+		rc = cls == PGR_DATA ? SINK_REFUSED : SINK_ERROR;
 	} else {
 		rc = strcmp(PQgetvalue(res, 0, 0), "applied") == 0 ? SINK_APPLIED : SINK_STALE;
 		PQclear(res);
@@ -131,7 +132,8 @@ apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
 	const struct change **win = calloc((size_t)n, sizeof(*win));
 	char *rows = NULL;
 	PGresult *res = NULL;
-	int nitems = 0, nwin = 0, rc = -1;
+	int nitems = 0, nwin = 0, rc = PGR_RETRY;
+	enum pgr_err cls = PGR_RETRY;
 
 	if (ch == NULL || items == NULL || win == NULL) {
 		snprintf(err, errlen, "out of memory for a batch of %d", n);
@@ -173,10 +175,12 @@ apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
 			goto out;
 		}
 		params[0] = rows;
-		res = db_query(db, "SELECT emp_id, had FROM pgrelay_apply_employees($1::json) "
-		    "ORDER BY emp_id", 1, params, err, errlen);
-		if (res == NULL)
+		res = db_query_cls(db, "SELECT emp_id, had FROM pgrelay_apply_employees($1::json) "
+		    "ORDER BY emp_id", 1, params, &cls, err, errlen);
+		if (res == NULL) {
+			rc = cls;
 			goto out;
+		}
 	}
 
 	/* Verdicts: replay each row's changes over the version B had. */
@@ -232,6 +236,7 @@ main(int argc, char **argv)
 		.group_id = cfg->group_id,
 		.topic = cfg->cdc_topic,
 		.partitions = cfg->partitions,
+		.partitions_key = "kafka.partitions",
 		.dlq_topic = cfg->dlq_topic,
 		.batch_size = cfg->consumer_batch_size,
 		.batch_timeout_ms = cfg->consumer_batch_timeout_ms,

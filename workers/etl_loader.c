@@ -78,10 +78,12 @@ apply_record(PGconn *db, const rd_kafka_message_t *m, void *opaque,
 	snprintf(salary_s, sizeof(salary_s), "%lld", (long long)json_integer_value(salary));
 	params[1] = line_s;
 	params[7] = salary_s;
-	PGresult *res = db_query(db, "SELECT pgrelay_etl_load($1, $2::int, $3, $4, $5, "
-	    "$6, $7::date, $8::int)", 8, params, err, errlen);
+	enum pgr_err cls = PGR_RETRY;
+	PGresult *res = db_query_cls(db, "SELECT pgrelay_etl_load($1, $2::int, $3, $4, "
+	    "$5, $6, $7::date, $8::int)", 8, params, &cls, err, errlen);
 	if (res == NULL) {
-		rc = SINK_ERROR;	/* a bad date is SQLSTATE 22: rejected alone */
+		/* a bad date is PGR_DATA (SQLSTATE 22): rejected alone */
+		rc = cls == PGR_DATA ? SINK_REFUSED : SINK_ERROR;
 	} else {
 		rc = strcmp(PQgetvalue(res, 0, 0), "applied") == 0 ? SINK_APPLIED : SINK_STALE;
 		PQclear(res);
@@ -104,6 +106,7 @@ main(int argc, char **argv)
 		.group_id = cfg->etl_group_id,
 		.topic = cfg->etl_topic,
 		.partitions = cfg->etl_partitions,
+		.partitions_key = "etl.partitions",
 		.dlq_topic = cfg->etl_dlq_topic,
 		.batch_size = cfg->etl_loader_batch_size,
 		.batch_timeout_ms = cfg->etl_loader_batch_timeout_ms,

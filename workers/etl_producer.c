@@ -524,14 +524,14 @@ etl_producer_main(struct cfg *cfg)
 		log_error("%s", err);
 		return 1;
 	}
-	while (!worker_stop && (kfk_ensure_topic(e.rk, cfg->etl_topic, cfg->etl_partitions,
-	    cfg->replication_factor, err, sizeof(err)) < 0 ||
-	    kfk_ensure_topic(e.rk, cfg->etl_dlq_topic, 1, cfg->replication_factor,
-	    err, sizeof(err)) < 0)) {
-		log_error("%s; retrying", err);
-		worker_sleep_ms(worker_backoff_ms(attempt++));
+	const struct kfk_topic topics[] = {
+		{ cfg->etl_topic, cfg->etl_partitions, "etl.partitions" },
+		{ cfg->etl_dlq_topic, 1, NULL },
+	};
+	if (kfk_topics_wait(e.rk, topics, 2, cfg->replication_factor) == PGR_CONFIG) {
+		rd_kafka_destroy(e.rk);
+		return CFG_EXIT_CONFIG;
 	}
-	attempt = 0;
 	worker_notify_ready("state=watching");
 	log_info("watching %s", cfg->etl_spool_dir);
 	while (!worker_stop && !kfk_fatal()) {

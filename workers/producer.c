@@ -39,6 +39,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdc.h"
 #include "codec.h"
 #include "config.h"
 #include "db.h"
@@ -127,44 +128,12 @@ snapshot_done(struct producer *p, char *err, size_t errlen)
 	return done;
 }
 
-static int
-produce_one(struct producer *p, const struct change *c, char *err, size_t errlen)
-{
-	char key[32];
-	size_t keylen = codec_encode_key(codec_change_row(c)->emp_id, key, sizeof(key));
-	size_t len;
-	char *val = codec_encode_change(c, PQdb(p->db), &len);
-	rd_kafka_resp_err_t e;
-
-	if (val == NULL) {
-		snprintf(err, errlen, "out of memory encoding change %" PRId64,
-		    c->change_id);
-		return -1;
-	}
-	for (;;) {
-		e = rd_kafka_producev(p->rk,
-		    RD_KAFKA_V_TOPIC(p->cfg->cdc_topic),
-		    RD_KAFKA_V_KEY(key, keylen),
-		    RD_KAFKA_V_VALUE(val, len),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-		    RD_KAFKA_V_END);
-		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			break;
-		rd_kafka_poll(p->rk, 50);	/* let deliveries drain the queue */
-	}
-	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		free(val);
-		snprintf(err, errlen, "produce change %" PRId64 ": %s", c->change_id,
-		    rd_kafka_err2str(e));
-		return -1;
-	}
-	p->acks.sent++;
-	return 0;
-}
-
-/* Fills c from row i of a change query result (columns as in ROUND_SQL). */
-static void
-change_from_row(PGresult *res, int i, struct change *c)
+/* Fills c from row i of a change query result (columns as in ROUND_SQL).
+ * Returns NULL, or why the change event cannot carry the row (a dob A
+ * holds but the event cannot: 'infinity', or beyond 0001..9999), written
+ * into why. */
+static const char *
+change_from_row(PGresult *res, int i, struct change *c, char *why, size_t whylen)
 {
 	struct emp_row *r;
 
@@ -189,12 +158,20 @@ change_from_row(PGresult *res, int i, struct change *c)
 	r->city = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8);
 	r->has_salary = !PQgetisnull(res, i, 9);
 	r->salary = r->has_salary ? (int32_t)strtol(PQgetvalue(res, i, 9), NULL, 10) : 0;
+	if (!r->has_dob && !PQgetisnull(res, i, 10)) {
+		snprintf(why, whylen, "dob '%s' is outside 0001-01-01 to "
+		    "9999-12-31, what the change event carries",
+		    PQgetvalue(res, i, 10));
+		return why;
+	}
+	return NULL;
 }
 
 #define ROUND_SQL \
     "SELECT change_id, txid::text::bigint, " \
     "       (extract(epoch FROM changed_at) * 1000)::bigint, action, emp_id, " \
-    "       first_name, last_name, dob - DATE '1970-01-01', city, salary " \
+    "       first_name, last_name, " CDC_DOB_DAYS_SQL("dob") ", city, salary, " \
+    "       dob::text " \
     "  FROM emp_cdc " \
     " WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) " \
     "   AND txid < pg_snapshot_xmax($2::pg_snapshot) " \
@@ -264,6 +241,13 @@ prune_changes(struct producer *p, const char *lo)
 	PQclear(res);
 }
 
+/* Waiting on A is not being hung (db_query_ticking). */
+static void
+report_alive(void)
+{
+	worker_notify_alive(NULL);
+}
+
 /* Sends every change visible in hi and not in the position lo, then moves
  * the position to hi (if epoch still holds).  Returns the number of changes
  * sent, or -1 with err (nothing moved; the round is redone). */
@@ -286,9 +270,14 @@ send_window(struct producer *p, const char *lo, const char *hi, const char *epoc
 	 * a transaction that wrote 400,000 changes made 80 such scans).  WITH
 	 * HOLD: the result is kept by A's backend and no transaction stays
 	 * open, holding back A's vacuum, while Kafka acknowledges. */
-	if (db_exec(p->db, "DECLARE round NO SCROLL CURSOR WITH HOLD FOR " ROUND_SQL,
-	    2, window, err, errlen) < 0)
+	/* A's backend runs the whole query here (WITH HOLD): for a backlog of
+	 * millions of changes that can outlast supervisor.watchdog_s, so the
+	 * wait reports that the producer is alive */
+	res = db_query_ticking(p->db, "DECLARE round NO SCROLL CURSOR WITH HOLD FOR "
+	    ROUND_SQL, 2, window, report_alive, err, errlen);
+	if (res == NULL)
 		goto fail;
+	PQclear(res);
 	p->acks = (struct kfk_acks){ 0 };
 	for (;;) {
 		int rows;
@@ -299,9 +288,11 @@ send_window(struct producer *p, const char *lo, const char *hi, const char *epoc
 		rows = PQntuples(res);
 		for (int i = 0; i < rows; i++) {
 			struct change c;
+			char why[160];
+			const char *bad = change_from_row(res, i, &c, why, sizeof(why));
 
-			change_from_row(res, i, &c);
-			if (produce_one(p, &c, err, errlen) < 0) {
+			if (cdc_send(p->rk, p->cfg, &c, PQdb(p->db), bad, &p->acks,
+			    err, errlen) < 0) {
 				PQclear(res);
 				goto fail;
 			}
@@ -421,15 +412,10 @@ producer_main(struct cfg *cfg)
 		log_error("%s", err);
 		return 1;
 	}
-	while (!worker_stop && kfk_ensure_topics(p.rk, cfg, err, sizeof(err)) < 0) {
-		log_error("%s; retrying", err);
-		if (strstr(err, "kafka.partitions") != NULL) {
-			rd_kafka_destroy(p.rk);
-			return CFG_EXIT_CONFIG;
-		}
-		worker_sleep_ms(worker_backoff_ms(attempt++));
+	if (kfk_cdc_topics_wait(p.rk, cfg) == PGR_CONFIG) {
+		rd_kafka_destroy(p.rk);
+		return CFG_EXIT_CONFIG;
 	}
-	attempt = 0;
 	worker_notify_ready("producer starting");
 
 	while (!worker_stop && !kfk_fatal()) {

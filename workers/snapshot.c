@@ -30,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdc.h"
 #include "codec.h"
 #include "config.h"
 #include "db.h"
@@ -70,10 +71,8 @@ send_row(struct snapshot *s, PGresult *res, int i, char *err, size_t errlen)
 {
 	struct change c;
 	struct emp_row *r = &c.after;
-	char key[32];
-	size_t keylen, len;
-	char *val;
-	rd_kafka_resp_err_t e;
+	char why[160];
+	const char *bad = NULL;
 
 	memset(&c, 0, sizeof(c));
 	c.op = 'r';
@@ -88,26 +87,13 @@ send_row(struct snapshot *s, PGresult *res, int i, char *err, size_t errlen)
 	r->has_salary = !PQgetisnull(res, i, 5);
 	r->salary = r->has_salary ? (int32_t)strtol(PQgetvalue(res, i, 5), NULL, 10) : 0;
 	c.change_id = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-
-	keylen = codec_encode_key(r->emp_id, key, sizeof(key));
-	val = codec_encode_change(&c, PQdb(s->read), &len);
-	if (val == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+	if (!r->has_dob && !PQgetisnull(res, i, 7)) {
+		snprintf(why, sizeof(why), "dob '%s' is outside 0001-01-01 to "
+		    "9999-12-31, what the change event carries", PQgetvalue(res, i, 7));
+		bad = why;
 	}
-	while ((e = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->cfg->cdc_topic),
-	    RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE(val, len),
-	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END)) ==
-	    RD_KAFKA_RESP_ERR__QUEUE_FULL)
-		rd_kafka_poll(s->rk, 50);
-	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		free(val);
-		snprintf(err, errlen, "produce emp_id %ld: %s", (long)r->emp_id,
-		    rd_kafka_err2str(e));
-		return -1;
-	}
-	s->acks.sent++;
-	return 0;
+	return cdc_send(s->rk, s->cfg, &c, PQdb(s->read), bad, &s->acks, err,
+	    errlen);
 }
 
 /* Marks the snapshot done and points the producer at the cut, atomically. */
@@ -212,9 +198,9 @@ copy_snapshot(struct snapshot *s, int force, char **cutp, char *err, size_t errl
 		}
 		res = db_query(s->read,
 		    "SELECT e.emp_id, e.first_name, e.last_name, "
-		    "       e.dob - DATE '1970-01-01', e.city, e.salary, "
+		    "       " CDC_DOB_DAYS_SQL("e.dob") ", e.city, e.salary, "
 		    "       coalesce((SELECT max(c.change_id) FROM emp_cdc c "
-		    "                  WHERE c.emp_id = e.emp_id), 0) "
+		    "                  WHERE c.emp_id = e.emp_id), 0), e.dob::text "
 		    "  FROM employees e "
 		    " WHERE $1::int IS NULL OR e.emp_id > $1::int "
 		    " ORDER BY e.emp_id LIMIT $2::int", 2, params, err, errlen);
@@ -296,13 +282,9 @@ snapshot_main(struct cfg *cfg, int force)
 		log_error("%s", err);
 		return 1;
 	}
-	while (!worker_stop && kfk_ensure_topics(s.rk, cfg, err, sizeof(err)) < 0) {
-		log_error("%s; retrying", err);
-		if (strstr(err, "kafka.partitions") != NULL) {
-			rd_kafka_destroy(s.rk);
-			return CFG_EXIT_CONFIG;
-		}
-		worker_sleep_ms(worker_backoff_ms(attempt++));
+	if (kfk_cdc_topics_wait(s.rk, cfg) == PGR_CONFIG) {
+		rd_kafka_destroy(s.rk);
+		return CFG_EXIT_CONFIG;
 	}
 	worker_notify_ready("snapshot starting");
 

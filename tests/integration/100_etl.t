@@ -144,14 +144,14 @@ qb -c "SELECT source_line FROM department_employee WHERE source_file = 'big.csv'
         ORDER BY source_line" > "$T_DIR/big.loaded"
 cmp -s "$T_DIR/big.wanted" "$T_DIR/big.loaded"
 ok $? "the lines loaded from big.csv are the $(wc -l < "$T_DIR/big.wanted") wanted lines, each once" ||
-    diff "$T_DIR/big.wanted" "$T_DIR/big.loaded" | head -n 5 | sed 's/^/#   /'
+    diff "$T_DIR/big.wanted" "$T_DIR/big.loaded" | head -n 5 | sed 's/^/#   /' >&2
 csv_lines "$SPOOL/done/big.csv" nosalary > "$T_DIR/big.nosalary"
 wait_until 20 'test "$(etl_dlq | grep -F "reason=missing field Salary," | grep -c "file=big.csv,")" -ge "$(wc -l < "$T_DIR/big.nosalary")"'
 etl_dlq | grep -F "reason=missing field Salary," | grep "file=big.csv," |
     sed 's/.*line=\([0-9]*\).*/\1/' | sort -un > "$T_DIR/big.dlq"
 cmp -s "$T_DIR/big.nosalary" "$T_DIR/big.dlq"
 ok $? "each of the $(wc -l < "$T_DIR/big.nosalary") lines of big.csv without a salary is in the DLQ, with its line" ||
-    diff "$T_DIR/big.nosalary" "$T_DIR/big.dlq" | head -n 5 | sed 's/^/#   /'
+    diff "$T_DIR/big.nosalary" "$T_DIR/big.dlq" | head -n 5 | sed 's/^/#   /' >&2
 is "$(qb -c "SELECT state, rows_sent, rows_rejected FROM etl_files WHERE name = 'big.csv'")" \
     "done|$(wc -l < "$T_DIR/big.wanted")|$(wc -l < "$T_DIR/big.nosalary")" \
     "etl_files counts big.csv's records sent and rejected exactly, across the kills"

@@ -37,6 +37,7 @@ ok() {		# ok CONDITION-EXIT-CODE DESCRIPTION
 		echo "ok $T_N - $*"
 	else
 		echo "not ok $T_N - $*"
+		echo "#   Failed test $T_N: $*" >&2
 		T_FAILED=$((T_FAILED + 1))
 	fi
 	return "$rc"
@@ -48,13 +49,14 @@ is() {		# is GOT WANT DESCRIPTION
 		ok 0 "$*"
 	else
 		ok 1 "$*"
-		echo "#   got:      '$got'"
-		echo "#   expected: '$want'"
+		echo "#   got:      '$got'" >&2
+		echo "#   expected: '$want'" >&2
 		return 1
 	fi
 }
 
-diag() { echo "# $*"; }
+# diag MESSAGE: a comment on stderr, where prove shows it (as Test::More's)
+diag() { echo "# $*" >&2; }
 
 done_testing() {
 	check_logs
@@ -138,14 +140,14 @@ cleanup() {
 	done
 	wait 2>/dev/null
 	if [ "$T_FAILED" -ne 0 ] || [ -n "${T_KEEP:-}" ]; then
-		[ -z "$T_SEED" ] || echo "# seed: $T_SEED (set it again to replay)"
-		[ ${#T_VICTIMS[@]} -eq 0 ] || echo "# killed: ${T_VICTIMS[*]}"
+		[ -z "$T_SEED" ] || echo "# seed: $T_SEED (set it again to replay)" >&2
+		[ ${#T_VICTIMS[@]} -eq 0 ] || echo "# killed: ${T_VICTIMS[*]}" >&2
 		for f in "$T_DIR"/*.log; do
 			[ -f "$f" ] || continue
 			echo "# --- $f (last 30 lines)"
-			tail -n 30 "$f" | sed 's/^/#   /'
-		done
-		echo "# logs kept in $T_DIR"
+			tail -n 30 "$f" | sed 's/^/#   /' >&2
+		done >&2
+		echo "# logs kept in $T_DIR" >&2
 	else
 		rm -rf "$T_DIR"
 	fi
@@ -171,6 +173,13 @@ group_members() {
 	    org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
 	    --bootstrap-server "$PGRELAY_KAFKA_BROKERS" --describe --members \
 	    --group "$T_GROUP" 2>/dev/null | grep -c "pgrelay-consumer-"
+}
+
+# kafka_topic ARGS...: Kafka's own TopicCommand against the local broker
+# (--create --topic T --partitions N, --alter --topic T --config K=V, ...).
+kafka_topic() {
+	java -Xmx128m -cp "$PGRELAY_KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand \
+	    --bootstrap-server "$PGRELAY_KAFKA_BROKERS" "$@" 2>&1 | grep -v "^SLF4J"
 }
 
 # The rows of employees, one per line, in key order.
@@ -216,7 +225,7 @@ compare_ab() {
 		ok 0 "$what: A and B hold the same $n rows"
 	else
 		ok 1 "$what: A ($(wc -l < "$T_DIR/a.rows") rows) and B ($(wc -l < "$T_DIR/b.rows") rows) differ"
-		diff "$T_DIR/a.rows" "$T_DIR/b.rows" | head -n 10 | sed 's/^/#   /'
+		diff "$T_DIR/a.rows" "$T_DIR/b.rows" | head -n 10 | sed 's/^/#   /' >&2
 		return 1
 	fi
 }
@@ -260,7 +269,7 @@ load_errors() {
 		ok 0 "the load's errors are of the expected kinds only ($(wc -l < "$T_DIR/load.errors") in all)"
 	else
 		ok 1 "the load had unexpected errors"
-		echo "$bad" | sort | uniq -c | sort -rn | head -n 5 | sed 's/^/#   /'
+		echo "$bad" | sort | uniq -c | sort -rn | head -n 5 | sed 's/^/#   /' >&2
 		return 1
 	fi
 }
@@ -283,7 +292,7 @@ versions_match() {
 		ok 0 "$1: B's version of each of $(wc -l < "$T_DIR/a.versions") rows is A's newest change"
 	else
 		ok 1 "$1: B's row versions differ from A's newest changes"
-		diff "$T_DIR/a.versions" "$T_DIR/b.versions" | head -n 10 | sed 's/^/#   /'
+		diff "$T_DIR/a.versions" "$T_DIR/b.versions" | head -n 10 | sed 's/^/#   /' >&2
 		return 1
 	fi
 }
@@ -310,7 +319,7 @@ topic_complete() {
 		ok 0 "$what: the topic carries each of A's $n changes $mode ($twice more than once)"
 	else
 		ok 1 "$what: A has $n changes (want at least $min); the topic misses $missing, has $extra A does not, $twice more than once (want $mode)"
-		sort -u "$T_DIR/topic.ids" | comm -23 "$T_DIR/want.ids" - | head -n 5 | sed 's/^/#   missing change_id /'
+		sort -u "$T_DIR/topic.ids" | comm -23 "$T_DIR/want.ids" - | head -n 5 | sed 's/^/#   missing change_id /' >&2
 		return 1
 	fi
 }
@@ -338,7 +347,7 @@ check_logs() {
 	else
 		ok 1 "sanitizer reports in: $(echo $found)"
 		grep -rhE -A3 'AddressSanitizer|LeakSanitizer|runtime error:' $found |
-		    head -n 12 | sed 's/^/#   /'
+		    head -n 12 | sed 's/^/#   /' >&2
 	fi
 	for pid in $(grep -rhoE '\(pid [0-9]+\) was killed by signal [0-9]+' \
 	    --exclude-dir=spool "$T_DIR" 2>/dev/null | awk '{print $2}' | tr -d ')'); do
@@ -355,7 +364,9 @@ check_logs() {
 		ok 0 "every child that died by a signal was killed on purpose; every kill hit (${#T_VICTIMS[@]} kills)"
 	else
 		ok 1 "children died by a signal no one sent, or kills hit nothing:$bad"
-		grep -rhE '\(pid [0-9]+\) was killed by signal' --exclude-dir=spool "$T_DIR" |
-		    head -n 5 | sed 's/^/#   /'
+		for pid in $bad; do
+			grep -rhE "pid ${pid%(missed)}\b|\[${pid%(missed)}\]" \
+			    --exclude-dir=spool "$T_DIR" | head -n 4 | sed 's/^/#   /' >&2
+		done
 	fi
 }

@@ -67,6 +67,45 @@ rejects(const char *json, const char *reason)
 		codec_change_free(&d);
 }
 
+/* A row the event cannot carry: the encoder refuses it (never drops the
+ * column) and codec_check_row() names the column. */
+static void
+refused(const struct emp_row *r, const char *want, const char *what)
+{
+	struct change c = { .op = 'c', .change_id = 1, .has_after = 1, .after = *r };
+	char why[256] = "";
+	size_t len;
+	char *json = codec_encode_change(&c, "db", &len);
+
+	ok(json == NULL, "%s: not encoded", what);
+	free(json);
+	if (!ok(codec_check_row(r, why, sizeof(why)) == -1 && strstr(why, want) != NULL,
+	    "%s: %s", what, want))
+		printf("#   why '%s'\n", why);
+}
+
+static void
+unrepresentable(void)
+{
+	struct emp_row r = { .emp_id = 1, .first_name = "a", .has_dob = 1 };
+	char why[64] = "";
+
+	r.dob_days = CODEC_DOB_MAX_DAYS;
+	ok(codec_check_row(&r, why, sizeof(why)) == 0, "dob 9999-12-31 can be carried");
+	r.dob_days = CODEC_DOB_MIN_DAYS;
+	ok(codec_check_row(&r, why, sizeof(why)) == 0, "dob 0001-01-01 can be carried");
+	r.dob_days = CODEC_DOB_MAX_DAYS + 1;
+	refused(&r, "dob: 2932897 days from 1970-01-01 is outside", "dob 10000-01-01");
+	r.dob_days = CODEC_DOB_MIN_DAYS - 1;
+	refused(&r, "dob: -719163 days", "dob 0000-12-31");
+	r.dob_days = 0;
+	r.city = "K\xf6ln";		/* Latin-1, not UTF-8 */
+	refused(&r, "city: not valid UTF-8", "a Latin-1 city");
+	r.city = NULL;
+	r.last_name = "\xc3";		/* a UTF-8 sequence cut short */
+	refused(&r, "last_name: not valid UTF-8", "a cut UTF-8 sequence");
+}
+
 int
 main(void)
 {
@@ -77,6 +116,7 @@ main(void)
 	char key[32], buf[64];
 
 	round_trip('c', &full, "create with every field");
+	unrepresentable();
 	round_trip('u', &full, "update");
 	round_trip('r', &nulls, "snapshot row with nulls");
 	round_trip('d', &full, "delete");

@@ -3,21 +3,29 @@
 # writer (a shell loop piped into psql), pgrelayd and pgrelayd's workers,
 # when it ends by itself (DEMO_SECONDS=5), on Ctrl-C (SIGINT to its process
 # group, as a terminal sends it) and on SIGTERM to the script alone (as
-# timeout(1) or a service manager sends it).  The demo runs in a session
-# of its own with a tag in its environment, which every process it starts
-# inherits: none may carry the tag once the demo has exited.  The stack is
-# already up, so the demo's scripts/stack up starts nothing.
+# timeout(1) or a service manager sends it).  The demo runs in a process
+# group of its own, started with job control as a shell at a terminal
+# starts a command (a background command of a script without it would
+# ignore SIGINT), with a tag in its environment, which every process it
+# starts inherits: none may carry the tag once the demo has exited.  The
+# stack is already up, so the demo's scripts/stack up starts nothing.
 . "$(dirname "$0")/lib.sh"
 
 TAG=t120-$$
 
-# demo_start LOG [VAR=VALUE...]: scripts/demo in the background, in a new
-# session (setsid: it leads its process group), output in LOG.
+# demo_start LOG [VAR=VALUE...]: scripts/demo in the background, leading
+# a process group of its own, output in LOG.  0 if it runs with SIGINT and
+# SIGTERM not ignored (signals 2 and 15 in SigIgn), as under a terminal.
 demo_start() {
-	local log=$1; shift
-	env "$@" PGRELAY_T120_TAG="$TAG" setsid "$ROOT/scripts/demo" \
-	    > "$log" 2>&1 < /dev/null &
+	local log=$1 ign; shift
+	set -m
+	env "$@" PGRELAY_T120_TAG="$TAG" "$ROOT/scripts/demo" > "$log" 2>&1 < /dev/null &
 	DEMO_PID=$!
+	set +m
+	wait_until 10 'tr "\\0" " " < "/proc/$DEMO_PID/cmdline" | grep -q "^bash .*scripts/demo"'
+	ign=$(awk '/^SigIgn:/ { print $2 }' "/proc/$DEMO_PID/status")
+	[ -n "$ign" ] && [ $(( 0x$ign & 0x4002 )) -eq 0 ] &&
+	    [ "$(ps -o pgid= -p "$DEMO_PID" | tr -d ' ')" = "$DEMO_PID" ]
 }
 
 # demo_wait SECONDS N: waits for the demo to exit; 0 and DEMO_RC set if it
@@ -62,7 +70,7 @@ b_rows() {
 
 # 1. It ends by itself.
 demo_start "$T_DIR/demo1.log" DEMO_SECONDS=5
-ok $? "the demo starts (DEMO_SECONDS=5)"
+ok $? "the demo starts (DEMO_SECONDS=5), leading its process group, SIGINT and SIGTERM not ignored"
 demo_wait 90 1
 ok $? "it ends by itself within 90 s"
 is "${DEMO_RC:-}" 0 "it exits 0"
@@ -74,6 +82,7 @@ nothing_left "after it ended by itself"
 # hold partitions: a clean leave of the group is quick).
 DEMO_RC=
 demo_start "$T_DIR/demo2.log" DEMO_SECONDS=0
+ok $? "the demo starts again (DEMO_SECONDS=0: until Ctrl-C)"
 wait_until 60 'test "$(b_rows "$T_DIR/demo2.log")" -gt 0 2>/dev/null'
 ok $? "running until Ctrl-C, the demo shows rows on B ($(b_rows "$T_DIR/demo2.log"))"
 kill -INT -- -"$DEMO_PID"
@@ -85,6 +94,7 @@ nothing_left "after Ctrl-C"
 # 3. SIGTERM to the script alone.
 DEMO_RC=
 demo_start "$T_DIR/demo3.log" DEMO_SECONDS=0
+ok $? "and once more"
 wait_until 60 'test "$(b_rows "$T_DIR/demo3.log")" -gt 0 2>/dev/null'
 ok $? "running again, the demo shows rows on B ($(b_rows "$T_DIR/demo3.log"))"
 kill -TERM "$DEMO_PID"

@@ -12,7 +12,12 @@
  * pgrelay_apply_employee() applies a change only if it is newer (a
  * snapshot row also if equal).  So a replayed batch, a message a producer
  * sent twice, or a snapshot row older than what B holds can never apply a
- * change twice or move a row back.
+ * change twice or move a row back.  Both apply functions first take the
+ * row's version lock, inserting the version of a row B has none of, so
+ * two members applying one row at once (a partition briefly shared in a
+ * rebalance, a stopped member that wakes up) go one after the other and
+ * the newer version wins, a new row's included (schema version 3; test
+ * 35).
  *
  * Batches.  A batch is applied set-based: the changes are decoded and
  * checked here, the newest change of each row in the batch (what applying
@@ -232,7 +237,7 @@ main(int argc, char **argv)
 	struct sink_ops ops = {
 		.appname = "pgrelay-consumer",
 		.schema_component = "target",
-		.schema_version = 2,
+		.schema_version = 3,	/* newer-wins locking of new rows */
 		.group_id = cfg->group_id,
 		.topic = cfg->cdc_topic,
 		.partitions = cfg->partitions,

@@ -48,6 +48,8 @@ static const struct cfg_key cfg_schema[] = {
 	STR("kafka", "dlq_topic", dlq_topic, 0, "pgrelay.dlq", NULL),
 	INT("kafka", "partitions", partitions, 6, 1, 1000),
 	INT("kafka", "replication_factor", replication_factor, 1, 1, 16),
+	INT("kafka", "min_insync_replicas", min_insync_replicas, 1, 1, 16),
+	INT64("kafka", "retention_ms", retention_ms, -1, -1, INT64_MAX),
 	STR("kafka", "group_id", group_id, 0, "pgrelay-employees", NULL),
 
 	STR("source", "dsn", source_dsn, 1, NULL, "PGRELAY_SOURCE_DSN"),
@@ -283,6 +285,20 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%d: rules.min_dob: \"%s\" is not a date "
 		    "(want YYYY-MM-DD)", cfg->path, key_line(lc, "rules.min_dob"),
 		    cfg->rule_min_dob);
+		return -1;
+	}
+	if (cfg->min_insync_replicas > cfg->replication_factor) {
+		snprintf(err, errlen, "%s:%d: kafka.min_insync_replicas: %d is above "
+		    "kafka.replication_factor %d (no write could ever be "
+		    "acknowledged)", cfg->path, key_line(lc, "kafka.min_insync_replicas"),
+		    cfg->min_insync_replicas, cfg->replication_factor);
+		return -1;
+	}
+	if (cfg->retention_ms != -1 && cfg->retention_ms < 3600000) {
+		snprintf(err, errlen, "%s:%d: kafka.retention_ms: %lld is below one "
+		    "hour (3600000); use -1 to keep every record, or a time longer "
+		    "than any outage of the consumers", cfg->path,
+		    key_line(lc, "kafka.retention_ms"), (long long)cfg->retention_ms);
 		return -1;
 	}
 	if (cfg->consumer_min > cfg->consumer_max) {

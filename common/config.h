@@ -33,6 +33,8 @@ struct cfg {
 	char *dlq_topic;
 	int partitions;
 	int replication_factor;
+	int min_insync_replicas;	/* of the topics pgrelay creates */
+	int64_t retention_ms;		/* of the topics pgrelay creates; -1: keep all */
 	char *group_id;
 
 	/* source (A) and target (B) */

@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -170,9 +171,11 @@ kfk_consumer_new(const struct cfg *cfg, const char *group_id,
 	return rk;
 }
 
-/* Partition count of an existing topic, or -1 with err. */
+/* Partition count of an existing topic, or -1 with err; *replicas gets
+ * its first partition's replica count, *brokers the cluster's size. */
 static int
-topic_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
+topic_partitions(rd_kafka_t *rk, const char *topic, int *replicas, int *brokers,
+    char *err, size_t errlen)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
@@ -190,8 +193,11 @@ topic_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t errlen)
 	else if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		snprintf(err, errlen, "topic %s: metadata: %s", topic,
 		    md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "no topic");
-	else
+	else {
 		n = md->topics[0].partition_cnt;
+		*brokers = md->broker_cnt;
+		*replicas = n > 0 ? md->topics[0].partitions[0].replica_cnt : 0;
+	}
 	if (md != NULL)
 		rd_kafka_metadata_destroy(md);
 	rd_kafka_topic_destroy(t);
@@ -209,21 +215,121 @@ topic_error_is_config(rd_kafka_resp_err_t e)
 	    e == RD_KAFKA_RESP_ERR_POLICY_VIOLATION;
 }
 
+/* The settings pgrelay gives the topics it creates (see kafka.h), as
+ * name and value pairs; NULL-terminated. */
+static void
+topic_settings(const struct cfg *cfg, char isr[16], char ret[24],
+    const char *pairs[11])
+{
+	snprintf(isr, 16, "%d", cfg->min_insync_replicas);
+	snprintf(ret, 24, "%lld", (long long)cfg->retention_ms);
+	const char *p[] = { "cleanup.policy", "delete", "retention.ms", ret,
+	    "retention.bytes", "-1", "min.insync.replicas", isr,
+	    "unclean.leader.election.enable", "false", NULL };
+	memcpy(pairs, p, sizeof(p));
+}
+
+/* Logs a warning for each setting of the existing topic t that can lose
+ * changes the consumers have not applied yet.  Never fails: a topic we
+ * cannot describe is only noted. */
+static void
+check_topic_settings(rd_kafka_t *rk, const char *topic, const struct cfg *cfg,
+    int replicas, int brokers)
+{
+	rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(
+	    RD_KAFKA_RESOURCE_TOPIC, topic);
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_event_t *ev;
+	const rd_kafka_ConfigResource_t **rs;
+	size_t nrs = 0, nc = 0;
+
+	rd_kafka_DescribeConfigs(rk, &res, 1, NULL, q);
+	ev = rd_kafka_queue_poll(q, 10000);
+	if (ev == NULL || rd_kafka_event_error(ev)) {
+		log_info("topic %s: cannot read its settings (%s); not checked",
+		    topic, ev ? rd_kafka_event_error_string(ev) : "no answer in 10 s");
+		goto out;
+	}
+	rs = rd_kafka_DescribeConfigs_result_resources(
+	    rd_kafka_event_DescribeConfigs_result(ev), &nrs);
+	const rd_kafka_ConfigEntry_t **ce = nrs ?
+	    rd_kafka_ConfigResource_configs(rs[0], &nc) : NULL;
+	for (size_t i = 0; i < nc; i++) {
+		const char *k = rd_kafka_ConfigEntry_name(ce[i]);
+		const char *v = rd_kafka_ConfigEntry_value(ce[i]);
+		long long n = v ? strtoll(v, NULL, 10) : 0;
+
+		if (v == NULL)
+			continue;
+		if (strcmp(k, "cleanup.policy") == 0 && strstr(v, "compact") != NULL)
+			log_warn("topic %s has cleanup.policy=%s: compaction deletes a "
+			    "row's older changes, and a change a consumer has not "
+			    "applied yet can go with them; set cleanup.policy=delete",
+			    topic, v);
+		else if (strcmp(k, "retention.ms") == 0 && n != -1 &&
+		    (cfg->retention_ms == -1 || n < cfg->retention_ms))
+			log_warn("topic %s keeps records for %lld ms (retention.ms), "
+			    "less than kafka.retention_ms (%lld): changes the "
+			    "consumers have not applied by then are deleted (the "
+			    "partition then stops: re-snapshot)", topic, n,
+			    (long long)cfg->retention_ms);
+		else if (strcmp(k, "retention.bytes") == 0 && n != -1)
+			log_warn("topic %s deletes records beyond %lld bytes per "
+			    "partition (retention.bytes), applied or not; set it to -1",
+			    topic, n);
+		else if (strcmp(k, "min.insync.replicas") == 0 &&
+		    n < cfg->min_insync_replicas)
+			log_warn("topic %s has min.insync.replicas=%lld, below "
+			    "kafka.min_insync_replicas %d: an acknowledged change can "
+			    "be lost with one broker", topic, n, cfg->min_insync_replicas);
+		else if (strcmp(k, "unclean.leader.election.enable") == 0 &&
+		    strcmp(v, "true") == 0)
+			log_warn("topic %s allows unclean leader election: a replica "
+			    "that missed acknowledged changes can become leader and "
+			    "lose them; set it to false", topic);
+	}
+	if (replicas > 0 && replicas < cfg->replication_factor)
+		log_warn("topic %s has %d replicas, fewer than "
+		    "kafka.replication_factor %d", topic, replicas,
+		    cfg->replication_factor);
+	if (brokers >= 3 && replicas < 3)
+		log_warn("topic %s has %d replicas on a cluster of %d brokers: one "
+		    "lost broker can lose acknowledged changes; use 3 "
+		    "(kafka.replication_factor, kafka.min_insync_replicas 2)",
+		    topic, replicas, brokers);
+out:
+	if (ev != NULL)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_ConfigResource_destroy(res);
+}
+
 int
 kfk_ensure_topic(rd_kafka_t *rk, const struct kfk_topic *t,
-    int replication_factor, char *err, size_t errlen)
+    const struct cfg *cfg, char *err, size_t errlen)
 {
-	char why[512];
+	char why[512], isr[16], ret[24];
+	const char *settings[11];
 	rd_kafka_NewTopic_t *nt;
 	rd_kafka_queue_t *q;
 	rd_kafka_event_t *ev;
 	int rc = PGR_RETRY;
 
-	nt = rd_kafka_NewTopic_new(t->name, t->partitions, replication_factor,
+	nt = rd_kafka_NewTopic_new(t->name, t->partitions, cfg->replication_factor,
 	    why, sizeof(why));
 	if (nt == NULL) {
 		snprintf(err, errlen, "topic %s: %s", t->name, why);
 		return PGR_CONFIG;
+	}
+	topic_settings(cfg, isr, ret, settings);
+	for (int i = 0; settings[i] != NULL; i += 2) {
+		if (rd_kafka_NewTopic_set_config(nt, settings[i], settings[i + 1]) !=
+		    RD_KAFKA_RESP_ERR_NO_ERROR) {
+			snprintf(err, errlen, "topic %s: cannot set %s", t->name,
+			    settings[i]);
+			rd_kafka_NewTopic_destroy(nt);
+			return PGR_CONFIG;
+		}
 	}
 	q = rd_kafka_queue_new(rk);
 	rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
@@ -245,11 +351,16 @@ kfk_ensure_topic(rd_kafka_t *rk, const struct kfk_topic *t,
 	    RD_KAFKA_RESP_ERR_UNKNOWN;
 
 	if (terr == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		log_info("created topic %s with %d partitions", t->name, t->partitions);
+		log_info("created topic %s with %d partitions, %d replicas, "
+		    "min.insync.replicas %d, retention.ms %s", t->name, t->partitions,
+		    cfg->replication_factor, cfg->min_insync_replicas, ret);
 		rc = 0;
 	} else if (terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-		int have = topic_partitions(rk, t->name, err, errlen);
+		int replicas = 0, brokers = 0;
+		int have = topic_partitions(rk, t->name, &replicas, &brokers, err,
+		    errlen);
 		if (have == t->partitions || (have > 0 && t->partitions_key == NULL)) {
+			check_topic_settings(rk, t->name, cfg, replicas, brokers);
 			rc = 0;
 		} else if (have > 0) {
 			snprintf(err, errlen, "topic %s exists with %d partitions but "
@@ -275,7 +386,7 @@ out:
 
 int
 kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
-    int replication_factor)
+    const struct cfg *cfg)
 {
 	char err[1024];
 	int attempt = 0;
@@ -283,8 +394,7 @@ kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
 	for (int i = 0; i < n; ) {
 		if (worker_stop)
 			return PGR_RETRY;
-		int rc = kfk_ensure_topic(rk, &t[i], replication_factor, err,
-		    sizeof(err));
+		int rc = kfk_ensure_topic(rk, &t[i], cfg, err, sizeof(err));
 		if (rc == 0) {
 			i++;
 			continue;
@@ -307,7 +417,7 @@ kfk_cdc_topics_wait(rd_kafka_t *rk, const struct cfg *cfg)
 		{ cfg->dlq_topic, 1, NULL },
 	};
 
-	return kfk_topics_wait(rk, t, 2, cfg->replication_factor);
+	return kfk_topics_wait(rk, t, 2, cfg);
 }
 
 int

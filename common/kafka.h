@@ -56,18 +56,24 @@ struct kfk_topic {
 	const char *partitions_key;
 };
 
-/* Creates t if it is missing.  0 when it exists as wanted; PGR_CONFIG when
- * it contradicts the configuration (its partition count, an invalid name
- * or replication factor); PGR_RETRY when the brokers could not answer. */
+/* Creates t if it is missing, with cfg's kafka.replication_factor,
+ * kafka.min_insync_replicas and kafka.retention_ms, cleanup.policy delete
+ * and no size limit.  An existing topic's settings are checked, and each
+ * that risks losing changes no consumer applied yet is logged as a
+ * warning (compaction, a shorter retention or a size limit, fewer
+ * in-sync replicas, unclean leader election, fewer replicas).  0 when it
+ * exists as wanted; PGR_CONFIG when it contradicts the configuration (its
+ * partition count, an invalid name or replication factor); PGR_RETRY when
+ * the brokers could not answer. */
 int kfk_ensure_topic(rd_kafka_t *rk, const struct kfk_topic *t,
-    int replication_factor, char *err, size_t errlen);
+    const struct cfg *cfg, char *err, size_t errlen);
 
 /* kfk_ensure_topic() for each of n topics, retrying with back-off (and
  * logging) while the brokers cannot answer.  0 when all exist; PGR_CONFIG
  * (logged) when one contradicts the configuration: the worker exits
  * CFG_EXIT_CONFIG; PGR_RETRY when worker_stop was set first. */
 int kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
-    int replication_factor);
+    const struct cfg *cfg);
 
 /* kfk_topics_wait() for cfg's CDC topic (kafka.partitions) and DLQ topic
  * (created with one partition: the DLQ is read by people, in order). */

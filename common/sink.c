@@ -659,7 +659,7 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		{ ops->topic, ops->partitions, ops->partitions_key },
 		{ ops->dlq_topic, 1, NULL },
 	};
-	if (kfk_topics_wait(c.dlq, need, 2, cfg->replication_factor) == PGR_CONFIG) {
+	if (kfk_topics_wait(c.dlq, need, 2, cfg) == PGR_CONFIG) {
 		rd_kafka_destroy(c.dlq);
 		batch_free(&c);
 		return CFG_EXIT_CONFIG;

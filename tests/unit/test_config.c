@@ -127,6 +127,26 @@ main(void)
 	unsetenv("PGRELAY_SOURCE_DSN");
 	unsetenv("PGRELAY_TARGET_DSN");
 
+	/* the topics' settings (kafka.min_insync_replicas, kafka.retention_ms) */
+	load_err("topics.conf", BASE, &cfg);
+	ok(cfg != NULL && cfg->min_insync_replicas == 1 && cfg->retention_ms == -1,
+	    "topic settings default to min.insync.replicas 1, retention.ms -1 (keep all)");
+	cfg_free(cfg);
+	load_err("topics2.conf", "kafka = {\n  brokers = \"x\";\n  replication_factor = 3;\n"
+	    "  min_insync_replicas = 2;\n  retention_ms = 604800000;\n};\n"
+	    "source = { dsn = \"a\"; };\ntarget = { dsn = \"b\"; };\n", &cfg);
+	ok(cfg != NULL && cfg->min_insync_replicas == 2 && cfg->retention_ms == 604800000,
+	    "min_insync_replicas 2 of 3, retention_ms 7 days load");
+	cfg_free(cfg);
+	check_error("isr.conf", "kafka = {\n  brokers = \"x\";\n  replication_factor = 2;\n"
+	    "  min_insync_replicas = 3;\n};\nsource = { dsn = \"a\"; };\ntarget = { dsn = \"b\"; };\n",
+	    "isr.conf:4: kafka.min_insync_replicas: 3 is above kafka.replication_factor 2");
+	check_error("ret.conf", "kafka = {\n  brokers = \"x\";\n  retention_ms = 60000;\n};\n"
+	    "source = { dsn = \"a\"; };\ntarget = { dsn = \"b\"; };\n",
+	    "ret.conf:3: kafka.retention_ms: 60000 is below one hour");
+	check_error("ret2.conf", "kafka = {\n  brokers = \"x\";\n  retention_ms = -2;\n};\n"
+	    "source = { dsn = \"a\"; };\ntarget = { dsn = \"b\"; };\n",
+	    "ret2.conf:3: kafka.retention_ms:");
 	check_error("typo.conf", "kafka = {\n  brokers = \"x\";\n\n  partitons = 3;\n};\n",
 	    "typo.conf:4: kafka.partitons: unknown key");
 	check_error("group.conf", BASE "\nkafak = { a = 1; };\n",

@@ -8,6 +8,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
+#include "db.h"
 #include "log.h"
 
 #include <errno.h>
@@ -281,6 +282,26 @@ key_line(config_t *lc, const char *dotted)
 static int
 check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 {
+	const char *const dsn_keys[][3] = {
+		{ "source.dsn", "PGRELAY_SOURCE_DSN", cfg->source_dsn },
+		{ "target.dsn", "PGRELAY_TARGET_DSN", cfg->target_dsn },
+	};
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(dsn_keys) / sizeof(dsn_keys[0]); i++) {
+		const char *env = getenv(dsn_keys[i][1]);
+
+		if (db_dsn_check(dsn_keys[i][2], why, sizeof(why)) == 0)
+			continue;
+		if (env != NULL && env[0] != '\0')
+			snprintf(err, errlen, "%s (overrides %s): not a valid libpq "
+			    "connection string: %s", dsn_keys[i][1], dsn_keys[i][0], why);
+		else
+			snprintf(err, errlen, "%s:%d: %s: not a valid libpq connection "
+			    "string: %s", cfg->path, key_line(lc, dsn_keys[i][0]),
+			    dsn_keys[i][0], why);
+		return -1;
+	}
 	if (cfg_parse_date(cfg->rule_min_dob, &cfg->rule_min_dob_days) < 0) {
 		snprintf(err, errlen, "%s:%d: rules.min_dob: \"%s\" is not a date "
 		    "(want YYYY-MM-DD)", cfg->path, key_line(lc, "rules.min_dob"),

@@ -27,12 +27,63 @@ result_error(PGconn *conn, const PGresult *res, char *err, size_t errlen)
 		err[--n] = '\0';
 }
 
+int
+db_dsn_check(const char *dsn, char *why, size_t whylen)
+{
+	char *msg = NULL;
+	PQconninfoOption *opts;
+	size_t n = 0;
+	int quoted = 0;
+
+	/* db_connect() gives dsn as dbname with expand_dbname: a string with
+	 * no "=" and no URI prefix is a plain database name */
+	if (strchr(dsn, '=') == NULL && strncmp(dsn, "postgresql://", 13) != 0 &&
+	    strncmp(dsn, "postgres://", 11) != 0)
+		return 0;
+	opts = PQconninfoParse(dsn, &msg);
+	if (opts != NULL) {
+		PQconninfoFree(opts);
+		return 0;
+	}
+	/* "invalid percent-encoded token: \"Tg7Secret%ZZ\"" -> "...: \"***\"";
+	 * only a quoted "=" (missing "=" after ...) is shown: an unquoted
+	 * password with a space in it is what libpq quotes next */
+	for (const char *p = msg ? msg : "out of memory"; *p != '\0' && n + 5 < whylen; p++) {
+		if (*p == '"' && !quoted && p[1] == '=' && p[2] == '"') {
+			memcpy(why + n, p, 3);
+			n += 3;
+			p += 2;
+		} else if (*p == '"') {
+			quoted = !quoted;
+			if (quoted) {
+				memcpy(why + n, "\"***", 4);
+				n += 4;
+			} else {
+				why[n++] = '"';
+			}
+		} else if (!quoted && *p != '\n') {
+			why[n++] = *p;
+		}
+	}
+	why[n] = '\0';
+	PQfreemem(msg);
+	return -1;
+}
+
 PGconn *
 db_connect(const char *dsn, const char *appname, char *err, size_t errlen)
 {
 	const char *const keys[] = { "dbname", "application_name", NULL };
 	const char *const vals[] = { dsn, appname, NULL };
-	PGconn *conn = PQconnectdbParams(keys, vals, 1);
+	char why[256];
+	PGconn *conn;
+
+	/* libpq's own error for a malformed string can quote the password */
+	if (db_dsn_check(dsn, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "not a valid connection string: %s", why);
+		return NULL;
+	}
+	conn = PQconnectdbParams(keys, vals, 1);
 
 	if (conn == NULL) {
 		snprintf(err, errlen, "out of memory");

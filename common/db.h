@@ -48,6 +48,11 @@ int db_exec(PGconn *conn, const char *sql, int nparams,
 /* 1 if the connection is gone and must be reopened. */
 int db_broken(const PGconn *conn);
 
+/* Checks that dsn parses as a libpq connection string (key=value or URI).
+ * 0, or -1 with why: libpq's reason with every quoted token masked, since
+ * libpq quotes the offending part, which can be the password. */
+int db_dsn_check(const char *dsn, char *why, size_t whylen);
+
 /* Writes "host=... port=... dbname=... user=..." of dsn into buf, leaving
  * out the password and every other key, for log lines.  Returns buf. */
 const char *db_dsn_redact(const char *dsn, char *buf, size_t len);

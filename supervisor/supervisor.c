@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -58,6 +59,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "err.h"
 #include "log.h"
 
 #define MAX_SLOTS 64
@@ -129,6 +131,8 @@ struct sup {
 	char notify_path[PATH_MAX];
 	char control_path[PATH_MAX];
 	int sfd, nfd, cfd;
+	int lockfd;		/* flock of runtime_dir/pgrelayd.lock */
+	int locked_out;		/* another pgrelayd holds it */
 	sigset_t oldmask;
 	struct slot slots[MAX_SLOTS];
 	struct pool pools[NPOOLS];
@@ -155,7 +159,9 @@ mono_now(void)
 
 /* ---- configuration copy ------------------------------------------------ */
 
-/* Copies src to dst atomically (write a temporary, rename). */
+/* Copies src to dst atomically: a new temporary of a name no one can
+ * guess or plant a link at beforehand (mkstemp: O_EXCL, 0600), renamed
+ * over dst. */
 static int
 copy_file(const char *src, const char *dst, char *err, size_t errlen)
 {
@@ -163,13 +169,13 @@ copy_file(const char *src, const char *dst, char *err, size_t errlen)
 	int in, out;
 	ssize_t n;
 
-	snprintf(tmp, sizeof(tmp), "%s.new", dst);
+	snprintf(tmp, sizeof(tmp), "%s.XXXXXX", dst);
 	in = open(src, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
 		snprintf(err, errlen, "%s: %s", src, strerror(errno));
 		return -1;
 	}
-	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	out = mkostemp(tmp, O_CLOEXEC);
 	if (out < 0) {
 		snprintf(err, errlen, "%.400s: %s", tmp, strerror(errno));
 		close(in);
@@ -180,15 +186,88 @@ copy_file(const char *src, const char *dst, char *err, size_t errlen)
 			snprintf(err, errlen, "%.400s: %s", tmp, strerror(errno));
 			close(in);
 			close(out);
+			unlink(tmp);
 			return -1;
 		}
 	}
 	close(in);
 	if (n < 0 || close(out) < 0 || rename(tmp, dst) < 0) {
 		snprintf(err, errlen, "%s: %s", dst, strerror(errno));
+		unlink(tmp);
 		return -1;
 	}
 	return 0;
+}
+
+/* The runtime directory holds the active config copy (with the DSNs)
+ * and the sockets: it is created 0700, and an existing one is used only
+ * if it is a directory (not a link) of pgrelayd's user that no one else
+ * can write to.  PGR_CONFIG with err otherwise. */
+static int
+runtime_dir_ready(const char *conf_path, const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s:1: supervisor.runtime_dir: cannot create "
+		    "%s: %s", conf_path, dir, strerror(errno));
+		return PGR_CONFIG;
+	}
+	if (lstat(dir, &st) < 0) {
+		snprintf(err, errlen, "%s:1: supervisor.runtime_dir: %s: %s",
+		    conf_path, dir, strerror(errno));
+		return PGR_CONFIG;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s:1: supervisor.runtime_dir: %s is not a "
+		    "directory (a link?); refusing to keep the config copy there",
+		    conf_path, dir);
+		return PGR_CONFIG;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
+		snprintf(err, errlen, "%s:1: supervisor.runtime_dir: %s belongs to "
+		    "uid %ld with mode %04o; it must belong to pgrelayd's user (uid "
+		    "%ld) and be writable by no one else, since it holds the "
+		    "config copy with the DSNs", conf_path, dir, (long)st.st_uid,
+		    (unsigned)(st.st_mode & 07777), (long)geteuid());
+		return PGR_CONFIG;
+	}
+	return 0;
+}
+
+/* One pgrelayd per runtime directory: an flock on pgrelayd.lock in it,
+ * held (by the descriptor, close-on-exec) until pgrelayd exits; the file
+ * holds the holder's pid for the error of the next one. */
+static int
+lock_runtime_dir(const char *dir, char *err, size_t errlen)
+{
+	char path[PATH_MAX], pid[24] = "";
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/pgrelayd.lock", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%.400s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		n = read(fd, pid, sizeof(pid) - 1);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		snprintf(err, errlen, "another pgrelayd (pid %s) runs with the "
+		    "runtime directory %s; stop it first, or give this one its own "
+		    "supervisor.runtime_dir", pid[0] ? pid : "unknown", dir);
+		close(fd);
+		return -1;
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		snprintf(err, errlen, "%.400s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;		/* kept open: the lock lives as long as pgrelayd */
 }
 
 /* Validates path and makes it the active copy.  New config or NULL. */
@@ -200,9 +279,15 @@ load_config(struct sup *s, char *err, size_t errlen)
 	if (cfg == NULL)
 		return NULL;
 	if (s->active_conf[0] == '\0') {
-		if (mkdir(cfg->runtime_dir, 0700) < 0 && errno != EEXIST) {
-			snprintf(err, errlen, "%s:1: supervisor.runtime_dir: cannot create "
-			    "%s: %s", s->conf_path, cfg->runtime_dir, strerror(errno));
+		/* first load: the directory is checked and locked before
+		 * anything in it is written */
+		if (runtime_dir_ready(s->conf_path, cfg->runtime_dir, err, errlen) < 0) {
+			cfg_free(cfg);
+			return NULL;
+		}
+		s->lockfd = lock_runtime_dir(cfg->runtime_dir, err, errlen);
+		if (s->lockfd < 0) {
+			s->locked_out = 1;
 			cfg_free(cfg);
 			return NULL;
 		}
@@ -1116,7 +1201,7 @@ usage(FILE *f)
 int
 main(int argc, char **argv)
 {
-	struct sup s = { .sfd = -1, .nfd = -1, .cfd = -1 };
+	struct sup s = { .sfd = -1, .nfd = -1, .cfd = -1, .lockfd = -1 };
 	char err[1024];
 	int ch, check_only = 0, rc;
 	sigset_t all;
@@ -1134,6 +1219,11 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 64;
 	}
+	/* Descriptors pgrelayd did not open (left by whatever started it)
+	 * would reach every worker: close them all but stdin, out and err. */
+	if (close_range(3, ~0U, 0) < 0)
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
 	log_init("pgrelayd");
 	if (check_only) {
 		struct cfg *cfg = cfg_load(s.conf_path, err, sizeof(err));
@@ -1146,6 +1236,10 @@ main(int argc, char **argv)
 		return 0;
 	}
 	s.cfg = load_config(&s, err, sizeof(err));
+	if (s.cfg == NULL && s.locked_out) {
+		log_error("%s; nothing started", err);
+		return 1;
+	}
 	if (s.cfg == NULL) {
 		log_error("configuration error: %s; nothing started", err);
 		return CFG_EXIT_CONFIG;

@@ -127,6 +127,40 @@ main(void)
 	unsetenv("PGRELAY_SOURCE_DSN");
 	unsetenv("PGRELAY_TARGET_DSN");
 
+	/* A DSN libpq cannot parse is refused at load, and libpq's message,
+	 * which quotes the offending part (the password here), is masked. */
+	{
+		const char *e = load_err("dsn.conf", "kafka = {\n  brokers = \"x\";\n};\n"
+		    "source = {\n  dsn = \"postgresql://u:Tg7Secret%ZZ@h/db\";\n};\n"
+		    "target = { dsn = \"b\"; };\n", &cfg);
+		if (!ok(cfg == NULL && strstr(e, "dsn.conf:5: source.dsn: not a valid libpq "
+		    "connection string: invalid percent-encoded token: \"***\"") != NULL &&
+		    strstr(e, "Tg7Secret") == NULL, "a malformed URI DSN: file:line, masked"))
+			printf("#   got '%s'\n", e);
+		cfg_free(cfg);
+		e = load_err("dsn2.conf", "kafka = {\n  brokers = \"x\";\n};\n"
+		    "source = { dsn = \"a\"; };\ntarget = {\n  dsn = \"host=h password=Tg7Secret x\";\n};\n",
+		    &cfg);
+		if (!ok(cfg == NULL && strstr(e, "dsn2.conf:6: target.dsn: not a valid libpq "
+		    "connection string: missing \"=\" after \"***\"") != NULL &&
+		    strstr(e, "Tg7Secret") == NULL, "a malformed key=value DSN: file:line, masked"))
+			printf("#   got '%s'\n", e);
+		cfg_free(cfg);
+		setenv("PGRELAY_TARGET_DSN", "postgres://u:Tg7Secret%ZZ@h/db", 1);
+		e = load_err("dsn3.conf", BASE, &cfg);
+		if (!ok(cfg == NULL && strstr(e, "PGRELAY_TARGET_DSN (overrides target.dsn): "
+		    "not a valid libpq connection string") != NULL && strstr(e, "Tg7Secret") == NULL,
+		    "a malformed DSN from the environment names the variable, masked"))
+			printf("#   got '%s'\n", e);
+		cfg_free(cfg);
+		unsetenv("PGRELAY_TARGET_DSN");
+		load_err("dsn4.conf", "kafka = {\n  brokers = \"x\";\n};\n"
+		    "source = { dsn = \"postgresql://u:p%41ss@h:5432/db?sslmode=verify-full\"; };\n"
+		    "target = { dsn = \"host=h port=5 dbname=d user=u password='p w'\"; };\n", &cfg);
+		ok(cfg != NULL, "well-formed URI and key=value DSNs load");
+		cfg_free(cfg);
+	}
+
 	/* the topics' settings (kafka.min_insync_replicas, kafka.retention_ms) */
 	load_err("topics.conf", BASE, &cfg);
 	ok(cfg != NULL && cfg->min_insync_replicas == 1 && cfg->retention_ms == -1,

@@ -91,6 +91,8 @@ static const struct cfg_key cfg_schema[] = {
 	INT("etl", "min_hire_year", etl_min_hire_year, 2010, 1, 9999),
 	INT("etl", "poll_interval_ms", etl_poll_interval_ms, 1000, 10, 3600000),
 	INT("etl", "batch_size", etl_batch_size, 1000, 1, 1000000),
+	INT("etl", "max_record_lines", etl_max_record_lines, 10, 1, 100000),
+	INT("etl", "max_record_bytes", etl_max_record_bytes, 65536, 1024, 16777216),
 	INT("etl", "loader_count", etl_loader_count, 1, 0, 1000),
 	INT("etl", "loader_min", etl_loader_min, 0, 0, 1000),
 	INT("etl", "loader_max", etl_loader_max, 3, 1, 1000),

@@ -81,6 +81,8 @@ struct cfg {
 	int etl_min_hire_year;
 	int etl_poll_interval_ms;
 	int etl_batch_size;
+	int etl_max_record_lines;	/* a CSV record over more lines ... */
+	int etl_max_record_bytes;	/* ... or bytes is rejected (an unbalanced quote?) */
 	int etl_loader_count;
 	int etl_loader_min;
 	int etl_loader_max;

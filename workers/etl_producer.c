@@ -12,21 +12,57 @@
  * picked up (write to a temporary name and rename into the spool).  A done
  * file is moved to spool_dir/done/.
  *
- * Exactly once.  Every record is sent with its identity (sha256, line);
- * the loader inserts it only if that identity is new, and only then adds
- * its salary to the department's total.  The producer records the last
- * line Kafka acknowledged after every etl.batch_size records, so a restart
- * in the middle of a file resumes there; records sent again are no-ops.
+ * Exactly once.  Every record is sent with its identity (sha256, the
+ * number of its first line); the loader inserts it only if that identity
+ * is new, and only then adds its salary to the department's total.  The
+ * producer records the last line Kafka acknowledged after every
+ * etl.batch_size records, so a restart in the middle of a file resumes
+ * there; records sent again are no-ops.  Which lines make a record depends
+ * on etl.max_record_lines and etl.max_record_bytes (below): change them
+ * between files, not while one is half loaded.
+ *
+ * Counts.  etl_files.rows_sent counts the records Kafka acknowledged: a
+ * record is counted once produce accepted it, and the counts reach
+ * etl_files only at a checkpoint, after Kafka acknowledged every message
+ * before it (a failed one stops the file before its counts are written).
  *
  * Transform.  Keep departments in etl.departments, keep employees hired in
  * or after etl.min_hire_year, round the salary down to an integer.
  *
- * Bad input.  The CSV is parsed by libcsv (RFC 4180 quoting, embedded
+ * Bad records.  The CSV is parsed by libcsv (RFC 4180 quoting, embedded
  * commas, quotes and newlines, CRLF); a UTF-8 byte-order mark is skipped.
- * A malformed record (wrong column count, bad date, bad number, missing
- * field) goes to etl.dlq_topic with the file, line and reason, and the file
- * goes on.  A file whose header is not the expected one is moved to
- * spool_dir/failed/ untouched.
+ * A record that cannot be loaded goes to etl.dlq_topic with the file, line
+ * and reason, and the file goes on: a wrong column count, a bad date or
+ * number, a missing field, a NUL byte in any field (C and PostgreSQL would
+ * cut the field there), a wanted record whose text is not UTF-8 (the JSON
+ * on the topic and B's text must be; a record the filter drops is not
+ * sent, so its bytes do not matter), a record Kafka refuses (over the
+ * producer's message.max.bytes).  A DLQ message carries at most 16 KB of
+ * a record's fields (4 KB of a line), bytes that are not UTF-8 as U+FFFD,
+ * so it fits where the record did not.
+ *
+ * Unbalanced quotes.  One stray quote makes libcsv read the lines after it
+ * as one quoted field, up to the next quote in the file.  So a record is
+ * bounded: one still open after etl.max_record_lines lines, or longer than
+ * etl.max_record_bytes, is rejected whole with its first line, and reading
+ * starts again at the line after that one (each record's first line and
+ * the offset of the next are kept for that).  A record over several lines
+ * that closed within the bounds is rejected and read again the same way
+ * when it has the wrong column count or is not strict RFC 4180 (a quote in
+ * a quoted field neither doubled nor closing it: the stray quote's field
+ * ended at the opening quote of a later one).  Strictness is asked only of
+ * such records: in a one-line record a quote inside an unquoted field is a
+ * character, as before.  The cost: the later lines of a multi-line quoted
+ * field that is malformed for such a reason are read again as records and
+ * rejected in their turn; two stray quotes that pair up are not found.
+ * The memory a file takes stays within etl.max_record_bytes.
+ *
+ * Bad files.  A file whose header is not the expected one is moved to
+ * spool_dir/failed/ untouched.  B records a file's name as text (in
+ * etl_files and on each row): a name that is not valid UTF-8, or that B
+ * refuses as data (SQLSTATE class 22), cannot be recorded, so the file is
+ * moved to failed/ without loading any of it, and the reason is logged
+ * with the name's odd bytes as \xNN.  Renamed and dropped again, it loads.
  */
 #define _GNU_SOURCE
 #include <csv.h>
@@ -39,12 +75,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "config.h"
 #include "db.h"
 #include "kafka.h"
 #include "log.h"
+#include "utf8.h"
 #include "worker.h"
 
 #define NCOLS 8
@@ -53,6 +91,9 @@ static const char *const header[NCOLS] = {
 	"FLSA Status", "Initial Hire Date", "Date in Title", "Salary"
 };
 enum { COL_DEPT = 0, COL_DIV = 1, COL_TITLE = 3, COL_HIRE = 5, COL_SALARY = 7 };
+#define MAX_FIELDS 64		/* kept of a record; more is a wrong column count */
+#define DLQ_FIELD_BYTES 16384	/* of a rejected record's fields, all together */
+#define DLQ_TEXT_BYTES 4096	/* of the first line of a record rejected whole */
 
 struct etl {
 	struct cfg *cfg;
@@ -61,37 +102,60 @@ struct etl {
 	struct kfk_acks acks;	/* of the current file */
 };
 
+struct field {
+	char *s;		/* NUL-terminated; may hold NUL bytes before len */
+	size_t len;
+};
+
 /* One file's parse state, fed to libcsv's callbacks. */
 struct file_ctx {
 	struct etl *e;
 	const char *name;
 	char sha[65];
-	long line;		/* physical line being fed */
-	long rec_line;		/* first line of the record being built */
+	long line;		/* physical lines read */
+	off_t off;		/* file offset of the next line */
 	long records;		/* records seen, the header included */
 	long resume_after;	/* records at or before this line were sent */
-	char *fields[64];
+	/* the record being read */
+	int rec_open;		/* it has begun and not ended */
+	long rec_line;		/* its first line: its identity */
+	off_t rec_next;		/* offset of the line after its first */
+	char *raw;		/* its bytes, etl.max_record_bytes at most */
+	size_t raw_len;
+	size_t first_len;	/* of its first line, in raw */
+	struct field fields[MAX_FIELDS];
 	int nfields;
 	int overflow;		/* more fields than fit */
+	int nul_field;		/* the first field holding a NUL byte, or -1 */
+	int reread;		/* rejected whole: read again from rec_next */
 	int bad_header;
 	int error;		/* a Kafka or database failure: stop the file */
 	long sent, filtered, rejected, since_checkpoint, last_line;
 	char err[512];
 };
 
-static int
+enum produce_rc { PRODUCE_OK = 0, PRODUCE_FAILED = -1, PRODUCE_REFUSED = -2 };
+
+/* Sends value (serialized here) to topic.  hdrs is owned by the message
+ * (or destroyed here on failure).  PRODUCE_REFUSED: Kafka refuses this
+ * message for itself (too large), err says why; the caller may go on. */
+static enum produce_rc
 produce_json(struct etl *e, const char *topic, const char *key, json_t *value,
     rd_kafka_headers_t *hdrs, char *err, size_t errlen)
 {
 	char *val = json_dumps(value, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	rd_kafka_resp_err_t x;
+	size_t len;
 
 	if (val == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+		if (hdrs != NULL)
+			rd_kafka_headers_destroy(hdrs);
+		snprintf(err, errlen, "cannot encode a record as JSON: out of memory");
+		return PRODUCE_FAILED;
 	}
+	len = strlen(val);
 	while ((x = rd_kafka_producev(e->rk, RD_KAFKA_V_TOPIC(topic),
-	    RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, strlen(val)),
+	    RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, len),
 	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
 	    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		rd_kafka_poll(e->rk, 50);
@@ -99,11 +163,17 @@ produce_json(struct etl *e, const char *topic, const char *key, json_t *value,
 		free(val);
 		if (hdrs != NULL)
 			rd_kafka_headers_destroy(hdrs);
+		if (x == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+			snprintf(err, errlen, "Kafka refuses the record: %s (%zu bytes of "
+			    "JSON, over the producer's message.max.bytes)",
+			    rd_kafka_err2str(x), len);
+			return PRODUCE_REFUSED;
+		}
 		snprintf(err, errlen, "produce to %s: %s", topic, rd_kafka_err2str(x));
-		return -1;
+		return PRODUCE_FAILED;
 	}
 	e->acks.sent++;
-	return 0;
+	return PRODUCE_OK;
 }
 
 /* "10-Sep-1984" -> "1984-09-10"; -1 if it is not such a date. */
@@ -158,26 +228,84 @@ parse_salary(const char *s, int32_t *out)
 	return 0;
 }
 
+/* The DLQ message's value for the current record: its file, sha256 and
+ * line, and its fields, or (whole) the text of its first line, cut to fit
+ * (DLQ_FIELD_BYTES, DLQ_TEXT_BYTES; "truncated": true then), bytes that
+ * are not UTF-8 as U+FFFD.  NULL when out of memory. */
+static json_t *
+reject_value(const struct file_ctx *f, int whole)
+{
+	static char buf[DLQ_FIELD_BYTES + 1];
+	json_t *v, *fields;
+	int cut = 0;
+
+	v = json_pack("{s:s, s:s, s:I}", "file", f->name, "sha256", f->sha,
+	    "line", (json_int_t)f->rec_line);
+	if (v == NULL)
+		return NULL;
+	if (whole) {
+		size_t n = f->first_len;
+		while (n > 0 && (f->raw[n - 1] == '\n' || f->raw[n - 1] == '\r'))
+			n--;
+		n = utf8_sanitize(f->raw, n, buf, DLQ_TEXT_BYTES + 1, &cut);
+		if (json_object_set_new(v, "text", json_stringn(buf, n)) < 0)
+			goto oom;
+	} else {
+		size_t left = sizeof(buf);
+		if ((fields = json_array()) == NULL ||
+		    json_object_set_new(v, "fields", fields) < 0)
+			goto oom;
+		for (int i = 0; i < f->nfields; i++) {
+			size_t n = utf8_sanitize(f->fields[i].s, f->fields[i].len, buf,
+			    left, &cut);
+			if (json_array_append_new(fields, json_stringn(buf, n)) < 0)
+				goto oom;
+			left -= n;
+		}
+	}
+	if (cut && json_object_set_new(v, "truncated", json_true()) < 0)
+		goto oom;
+	return v;
+oom:
+	json_decref(v);
+	return NULL;
+}
+
+/* Sends the current record to the DLQ topic with why it cannot be loaded:
+ * its fields, or, when it was rejected whole (no field of it can be
+ * trusted), its first line.  Nothing for a record handled before a
+ * restart (at or before resume_after). */
 static void
-reject(struct file_ctx *f, const char *reason)
+reject(struct file_ctx *f, const char *stage, int whole, const char *reason)
 {
 	char line[24];
-	json_t *fields = json_array(), *v;
-	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+	json_t *v;
+	rd_kafka_headers_t *h;
+	rd_kafka_resp_err_t x = RD_KAFKA_RESP_ERR_NO_ERROR;
 
-	for (int i = 0; i < f->nfields; i++)
-		json_array_append_new(fields, json_string(f->fields[i]));
-	v = json_pack("{s:s, s:s, s:i, s:o}", "file", f->name, "sha256", f->sha,
-	    "line", (int)f->rec_line, "fields", fields);
+	if (f->rec_line <= f->resume_after)
+		return;
 	snprintf(line, sizeof(line), "%ld", f->rec_line);
-	rd_kafka_header_add(h, "__pgrelay.errors.stage", -1, "parse", -1);
-	rd_kafka_header_add(h, "__pgrelay.errors.reason", -1, reason, -1);
-	rd_kafka_header_add(h, "__pgrelay.errors.file", -1, f->name, -1);
-	rd_kafka_header_add(h, "__pgrelay.errors.line", -1, line, -1);
-	if (v == NULL || produce_json(f->e, f->e->cfg->etl_dlq_topic, f->sha, v, h, f->err,
-	    sizeof(f->err)) < 0)
+	const char *const hdr[4][2] = {
+		{ "__pgrelay.errors.stage", stage }, { "__pgrelay.errors.reason", reason },
+		{ "__pgrelay.errors.file", f->name }, { "__pgrelay.errors.line", line },
+	};
+	h = rd_kafka_headers_new(4);
+	for (int i = 0; i < 4 && x == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+		x = rd_kafka_header_add(h, hdr[i][0], -1, hdr[i][1], -1);
+	if (x != RD_KAFKA_RESP_ERR_NO_ERROR || (v = reject_value(f, whole)) == NULL) {
+		rd_kafka_headers_destroy(h);
+		snprintf(f->err, sizeof(f->err), "line %ld: cannot build its DLQ message: %s",
+		    f->rec_line, x ? rd_kafka_err2str(x) : "out of memory");
+		f->error = 1;
+		return;
+	}
+	if (produce_json(f->e, f->e->cfg->etl_dlq_topic, f->sha, v, h, f->err,
+	    sizeof(f->err)) != PRODUCE_OK)
 		f->error = 1;
 	json_decref(v);
+	if (f->error)
+		return;
 	f->rejected++;
 	log_warn("%s line %ld: %s; sent to %s", f->name, f->rec_line, reason,
 	    f->e->cfg->etl_dlq_topic);
@@ -200,6 +328,8 @@ department_wanted(const struct cfg *cfg, const char *dept)
 	return 0;
 }
 
+/* Waits for Kafka's acknowledgement of every message of the file so far,
+ * then records the progress and counts in etl_files. */
 static int
 checkpoint(struct file_ctx *f)
 {
@@ -223,82 +353,198 @@ checkpoint(struct file_ctx *f)
 	return 0;
 }
 
+/* The current record is dealt with (sent, filtered or rejected): counts
+ * it, and checkpoints every etl.batch_size records. */
+static void
+record_done(struct file_ctx *f)
+{
+	f->last_line = f->rec_line;
+	if (++f->since_checkpoint >= f->e->cfg->etl_batch_size && !f->error &&
+	    checkpoint(f) < 0)
+		f->error = 1;
+}
+
+/* Rejects the current record whole (its bounds or its quoting are wrong,
+ * so no field of it can be trusted), and asks for the file to be read
+ * again from the line after its first. */
+static void
+reject_whole(struct file_ctx *f, const char *reason)
+{
+	f->reread = 1;
+	if (f->records == 0) {
+		f->bad_header = 1;	/* the header itself */
+		return;
+	}
+	f->records++;
+	if (f->rec_line <= f->resume_after)
+		return;		/* rejected before a restart */
+	reject(f, "parse", 1, reason);
+	record_done(f);
+}
+
+/* Sends, filters out or rejects one record of the file. */
 static void
 process_record(struct file_ctx *f)
 {
 	const struct cfg *cfg = f->e->cfg;
-	char date[16], why[256];
-	int year;
+	char date[16], why[sizeof(f->err)], shown[64];
+	int year, cut = 0;
 	int32_t salary;
 
 	f->records++;
 	if (f->records == 1) {
 		int ok = f->nfields == NCOLS && !f->overflow;
 		for (int i = 0; ok && i < NCOLS; i++)
-			ok = strcmp(f->fields[i], header[i]) == 0;
+			ok = strcmp(f->fields[i].s, header[i]) == 0;
 		f->bad_header = !ok;
 		return;
 	}
 	if (f->rec_line <= f->resume_after)
 		return;		/* sent and acknowledged before a restart */
-	f->last_line = f->rec_line;
-	f->since_checkpoint++;
 	if (f->overflow || f->nfields != NCOLS) {
 		snprintf(why, sizeof(why), "wrong column count: %d, want %d",
-		    f->overflow ? 64 : f->nfields, NCOLS);
-		reject(f, why);
+		    f->overflow ? MAX_FIELDS : f->nfields, NCOLS);
+		reject(f, "parse", 0, why);
+		goto out;
+	}
+	if (f->nul_field >= 0) {
+		snprintf(why, sizeof(why), "NUL byte in %s", header[f->nul_field]);
+		reject(f, "parse", 0, why);
 		goto out;
 	}
 	static const int required[] = { COL_DEPT, COL_DIV, COL_TITLE, COL_HIRE, COL_SALARY };
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-		if (f->fields[required[i]][0] == '\0') {
+		if (f->fields[required[i]].len == 0) {
 			snprintf(why, sizeof(why), "missing field %s", header[required[i]]);
-			reject(f, why);
+			reject(f, "parse", 0, why);
 			goto out;
 		}
 	}
-	if (parse_hire_date(f->fields[COL_HIRE], date, sizeof(date), &year) < 0) {
-		snprintf(why, sizeof(why), "bad date \"%.40s\" in Initial Hire Date "
-		    "(want DD-Mon-YYYY)", f->fields[COL_HIRE]);
-		reject(f, why);
+	if (parse_hire_date(f->fields[COL_HIRE].s, date, sizeof(date), &year) < 0) {
+		utf8_sanitize(f->fields[COL_HIRE].s, f->fields[COL_HIRE].len, shown, 41, &cut);
+		snprintf(why, sizeof(why), "bad date \"%s\" in Initial Hire Date "
+		    "(want DD-Mon-YYYY)", shown);
+		reject(f, "parse", 0, why);
 		goto out;
 	}
-	if (parse_salary(f->fields[COL_SALARY], &salary) < 0) {
-		snprintf(why, sizeof(why), "bad number \"%.40s\" in Salary",
-		    f->fields[COL_SALARY]);
-		reject(f, why);
+	if (parse_salary(f->fields[COL_SALARY].s, &salary) < 0) {
+		utf8_sanitize(f->fields[COL_SALARY].s, f->fields[COL_SALARY].len, shown, 41,
+		    &cut);
+		snprintf(why, sizeof(why), "bad number \"%s\" in Salary", shown);
+		reject(f, "parse", 0, why);
 		goto out;
 	}
-	if (!department_wanted(cfg, f->fields[COL_DEPT]) || year < cfg->etl_min_hire_year) {
+	if (!department_wanted(cfg, f->fields[COL_DEPT].s) || year < cfg->etl_min_hire_year) {
 		f->filtered++;
 		goto out;
 	}
-	json_t *v = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:i}",
-	    "file", f->name, "sha256", f->sha, "line", (int)f->rec_line,
-	    "department", f->fields[COL_DEPT], "department_division", f->fields[COL_DIV],
-	    "position_title", f->fields[COL_TITLE], "hire_date", date, "salary", (int)salary);
-	if (v == NULL || produce_json(f->e, cfg->etl_topic, f->fields[COL_DEPT], v, NULL,
-	    f->err, sizeof(f->err)) < 0)
+	/* What is sent must be UTF-8: the JSON on the topic, B's text. */
+	static const int sent_text[] = { COL_DEPT, COL_DIV, COL_TITLE };
+	for (size_t i = 0; i < sizeof(sent_text) / sizeof(sent_text[0]); i++) {
+		const struct field *fd = &f->fields[sent_text[i]];
+		long at = utf8_invalid_at(fd->s, fd->len);
+		if (at >= 0) {
+			snprintf(why, sizeof(why), "%s is not valid UTF-8 (byte 0x%02X at "
+			    "offset %ld)", header[sent_text[i]], (unsigned char)fd->s[at], at);
+			reject(f, "parse", 0, why);
+			goto out;
+		}
+	}
+	json_t *v = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:i}",
+	    "file", f->name, "sha256", f->sha, "line", (json_int_t)f->rec_line,
+	    "department", f->fields[COL_DEPT].s,
+	    "department_division", f->fields[COL_DIV].s,
+	    "position_title", f->fields[COL_TITLE].s, "hire_date", date,
+	    "salary", (int)salary);
+	if (v == NULL) {
+		snprintf(f->err, sizeof(f->err), "line %ld: cannot encode the record as "
+		    "JSON (out of memory?)", f->rec_line);
 		f->error = 1;
+		return;
+	}
+	switch (produce_json(f->e, cfg->etl_topic, f->fields[COL_DEPT].s, v, NULL,
+	    f->err, sizeof(f->err))) {
+	case PRODUCE_OK:
+		f->sent++;	/* in etl_files once acknowledged (checkpoint) */
+		break;
+	case PRODUCE_REFUSED:
+		snprintf(why, sizeof(why), "%s", f->err);
+		f->err[0] = '\0';
+		reject(f, "produce", 0, why);
+		break;
+	case PRODUCE_FAILED:
+		f->error = 1;
+		break;
+	}
 	json_decref(v);
-	f->sent++;
+	if (f->error)
+		return;
 out:
-	if (!f->error && f->since_checkpoint >= cfg->etl_batch_size && checkpoint(f) < 0)
-		f->error = 1;
+	record_done(f);
+}
+
+/* 1 if raw is strictly RFC 4180 (every quote inside a quoted field
+ * doubled or closing it, every quoted field closed), 0 if not, -1 out of
+ * memory. */
+static int
+strictly_quoted(const char *raw, size_t len, size_t blk)
+{
+	struct csv_parser sp;
+	int rc;
+
+	if (csv_init(&sp, CSV_STRICT | CSV_STRICT_FINI) != 0)
+		return -1;
+	csv_set_blk_size(&sp, blk);
+	if (csv_parse(&sp, raw, len, NULL, NULL, NULL) != len)
+		rc = csv_error(&sp) == CSV_EPARSE ? 0 : -1;
+	else
+		rc = csv_fini(&sp, NULL, NULL, NULL) == 0 ? 1 : 0;
+	csv_free(&sp);
+	return rc;
+}
+
+static void
+free_fields(struct file_ctx *f)
+{
+	for (int i = 0; i < f->nfields; i++)
+		free(f->fields[i].s);
+	f->nfields = 0;
+	f->overflow = 0;
+	f->nul_field = -1;
+}
+
+static size_t
+csv_blk_size(const struct cfg *cfg)
+{
+	/* libcsv grows a field's buffer by this much at a time: 128 bytes by
+	 * default, and a 2 MB field took minutes of realloc under ASan */
+	size_t blk = (size_t)cfg->etl_max_record_bytes / 16;
+	return blk < 4096 ? 4096 : blk;
 }
 
 static void
 on_field(void *data, size_t len, void *opaque)
 {
 	struct file_ctx *f = opaque;
+	const char *s = data ? (const char *)data : "";
 
-	if (f->nfields == 0)
-		f->rec_line = f->line;
-	if (f->nfields >= (int)(sizeof(f->fields) / sizeof(f->fields[0]))) {
+	if (f->reread)
+		return;		/* the rest of a line read again */
+	if (f->nfields >= MAX_FIELDS) {
 		f->overflow = 1;
 		return;
 	}
-	f->fields[f->nfields] = strndup(data ? (const char *)data : "", len);
+	if (f->nul_field < 0 && memchr(s, '\0', len) != NULL)
+		f->nul_field = f->nfields;
+	f->fields[f->nfields].s = malloc(len + 1);
+	if (f->fields[f->nfields].s == NULL) {
+		snprintf(f->err, sizeof(f->err), "line %ld: out of memory", f->line);
+		f->error = 1;
+		return;
+	}
+	memcpy(f->fields[f->nfields].s, s, len);
+	f->fields[f->nfields].s[len] = '\0';
+	f->fields[f->nfields].len = len;
 	f->nfields++;
 }
 
@@ -306,14 +552,167 @@ static void
 on_record(int term, void *opaque)
 {
 	struct file_ctx *f = opaque;
+	char why[256];
 
 	(void)term;
-	if (!f->error && !f->bad_header)
+	if (f->reread)
+		return;
+	f->rec_open = 0;
+	if (f->error || f->bad_header) {
+		free_fields(f);
+		return;
+	}
+	if (f->records > 0 && f->line > f->rec_line) {
+		/* over several lines: a stray quote may have swallowed them */
+		int strict = 1;
+		if (f->overflow || f->nfields != NCOLS)
+			snprintf(why, sizeof(why), "wrong column count: %d, want %d, "
+			    "in a record over lines %ld-%ld: an unbalanced quote?",
+			    f->overflow ? MAX_FIELDS : f->nfields, NCOLS, f->rec_line,
+			    f->line);
+		else if ((strict = strictly_quoted(f->raw, f->raw_len,
+		    csv_blk_size(f->e->cfg))) == 0)
+			snprintf(why, sizeof(why), "a quote neither doubled nor closing "
+			    "its field, in a record over lines %ld-%ld: an unbalanced "
+			    "quote?", f->rec_line, f->line);
+		if (strict < 0) {
+			snprintf(f->err, sizeof(f->err), "line %ld: out of memory", f->line);
+			f->error = 1;
+		} else if (f->overflow || f->nfields != NCOLS || !strict) {
+			reject_whole(f, why);
+		} else {
+			process_record(f);
+		}
+	} else {
 		process_record(f);
-	for (int i = 0; i < f->nfields; i++)
-		free(f->fields[i]);
-	f->nfields = 0;
-	f->overflow = 0;
+	}
+	free_fields(f);
+}
+
+/* Reads one line (through its '\n', or to the end of the file) from fp,
+ * keeping its first cap bytes in buf (*kept of them).  Returns the line's
+ * length, 0 at the end of the file, -1 on a read error. */
+static off_t
+read_line(FILE *fp, char *buf, size_t cap, size_t *kept)
+{
+	off_t n = 0;
+	int c;
+
+	*kept = 0;
+	while ((c = getc_unlocked(fp)) != EOF) {
+		if (*kept < cap)
+			buf[(*kept)++] = (char)c;
+		n++;
+		if (c == '\n')
+			break;
+	}
+	return ferror(fp) ? -1 : n;
+}
+
+/* A line libcsv skips between records: spaces, tabs, CR and LF only. */
+static int
+blank(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+			return 0;
+	return 1;
+}
+
+/* Drops the record being read and the parser's state, and goes back to
+ * the line after the record's first. */
+static int
+read_again(struct file_ctx *f, FILE *fp, struct csv_parser *p)
+{
+	free_fields(f);
+	csv_free(p);
+	csv_init(p, CSV_APPEND_NULL);
+	csv_set_blk_size(p, csv_blk_size(f->e->cfg));
+	if (fseeko(fp, f->rec_next, SEEK_SET) < 0) {
+		snprintf(f->err, sizeof(f->err), "seek to line %ld: %s", f->rec_line + 1,
+		    strerror(errno));
+		f->error = 1;
+		return -1;
+	}
+	f->off = f->rec_next;
+	f->line = f->rec_line;
+	f->rec_open = 0;
+	f->reread = 0;
+	return 0;
+}
+
+/* Feeds the file to libcsv a line at a time, keeping each record's first
+ * line, its bytes and where the line after its first begins, and bounds
+ * each record (see Unbalanced quotes in NOTES).  Stops at the end, or on
+ * f->error, f->bad_header or a stop. */
+static void
+parse_file(struct file_ctx *f, FILE *fp, struct csv_parser *p)
+{
+	const struct cfg *cfg = f->e->cfg;
+	const size_t cap = (size_t)cfg->etl_max_record_bytes;
+	char why[160];
+
+	while (!f->error && !f->bad_header && !worker_stop) {
+		size_t kept;
+		if (!f->rec_open)
+			f->raw_len = 0;
+		char *s = f->raw + f->raw_len;
+		off_t n = read_line(fp, s, cap - f->raw_len, &kept);
+		if (n < 0) {
+			snprintf(f->err, sizeof(f->err), "read after line %ld: %s", f->line,
+			    strerror(errno));
+			f->error = 1;
+			return;
+		}
+		if (n == 0) {		/* the end of the file */
+			/* a record without a final newline, or a quote open */
+			csv_fini(p, on_field, on_record, f);
+			if (f->reread && read_again(f, fp, p) == 0)
+				continue;
+			return;
+		}
+		f->line++;
+		f->off += n;
+		int whole_line = (off_t)kept == n;
+		if (f->line == 1 && kept >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+			memmove(s, s + 3, kept - 3);	/* UTF-8 byte-order mark */
+			kept -= 3;
+		}
+		if (!f->rec_open) {
+			if (whole_line && blank(s, kept))
+				continue;	/* libcsv skips it too */
+			f->rec_open = 1;
+			f->rec_line = f->line;
+			f->rec_next = f->off;
+			f->first_len = kept;
+		}
+		if (!whole_line) {
+			snprintf(why, sizeof(why), "record longer than %d bytes "
+			    "(etl.max_record_bytes)%s", cfg->etl_max_record_bytes,
+			    f->line > f->rec_line ? ": an unbalanced quote?" : "");
+			reject_whole(f, why);
+			read_again(f, fp, p);
+			continue;
+		}
+		f->raw_len += kept;
+		if (csv_parse(p, s, kept, on_field, on_record, f) != kept && !f->reread) {
+			snprintf(f->err, sizeof(f->err), "line %ld: %s", f->line,
+			    csv_strerror(csv_error(p)));
+			f->error = 1;
+			return;
+		}
+		if (!f->reread && f->rec_open &&
+		    f->line - f->rec_line + 1 >= cfg->etl_max_record_lines) {
+			snprintf(why, sizeof(why), "record not closed within %d lines "
+			    "(etl.max_record_lines): an unbalanced quote?",
+			    cfg->etl_max_record_lines);
+			reject_whole(f, why);
+		}
+		if (f->reread && read_again(f, fp, p) < 0)
+			return;
+		rd_kafka_poll(f->e->rk, 0);
+		worker_notify_alive(NULL);
+	}
 }
 
 static int
@@ -344,97 +743,132 @@ file_sha256(const char *path, char out[65], long *size, char *err, size_t errlen
 	return 0;
 }
 
+/* A hint for a file stopped by a message the broker refused as too large
+ * (the record was within the producer's limit, so the topic's is lower). */
+static const char *
+size_hint(const struct etl *e)
+{
+	if (e->acks.failed > 0 && e->acks.last_err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+		return " (the broker refused a batch as too large: the topic's "
+		    "max.message.bytes is below the producer's message.max.bytes, "
+		    "librdkafka's default 1000000; raise it)";
+	return "";
+}
+
 /* Moves path into spool_dir/SUB/, keeping its name (suffixed if taken). */
 static void
 move_to(const struct cfg *cfg, const char *path, const char *name, const char *sub)
 {
-	char dir[4096], dst[8192];
+	char dir[4096], dst[8192], shown[1024], shown2[1024];
 	struct stat st;
 
 	snprintf(dir, sizeof(dir), "%s/%s", cfg->etl_spool_dir, sub);
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
 		log_error("cannot create %s: %s; %s stays in the spool", dir,
-		    strerror(errno), name);
+		    strerror(errno), utf8_escape(name, shown, sizeof(shown)));
 		return;
 	}
 	snprintf(dst, sizeof(dst), "%s/%s", dir, name);
 	if (stat(dst, &st) == 0)
 		snprintf(dst, sizeof(dst), "%s/%s.%ld", dir, name, (long)time(NULL));
 	if (rename(path, dst) < 0)
-		log_error("cannot move %s to %s: %s", path, dst, strerror(errno));
+		log_error("cannot move %s to %s: %s", utf8_escape(path, shown, sizeof(shown)),
+		    utf8_escape(dst, shown2, sizeof(shown2)), strerror(errno));
 }
 
-/* Loads one file.  0 when done (or skipped), -1 to retry later. */
+/* Records the file in etl_files (or finds it there).  1 when it was
+ * loaded before (moved to done/), 0 to load it (f->resume_after set), -1
+ * to retry later, -2 when B refuses to record it (moved to failed/). */
 static int
-process_file(struct etl *e, const char *name)
+record_file(struct file_ctx *f, const char *path, long size)
 {
-	const struct cfg *cfg = e->cfg;
-	char path[4096], err[1024], size_s[24];
-	struct file_ctx f = { .e = e, .name = name };
-	struct csv_parser p;
-	long size;
+	const struct cfg *cfg = f->e->cfg;
+	char err[1024], size_s[24], shown[1024];
+	const char *params[3] = { f->sha, f->name, size_s };
 	PGresult *res;
 
-	snprintf(path, sizeof(path), "%s/%s", cfg->etl_spool_dir, name);
-	if (file_sha256(path, f.sha, &size, err, sizeof(err)) < 0) {
-		log_error("%s", err);
-		return -1;
-	}
 	snprintf(size_s, sizeof(size_s), "%ld", size);
-	const char *params[3] = { f.sha, name, size_s };
-	res = db_query(e->db, "INSERT INTO etl_files (sha256, name, size_bytes, state) "
+	res = db_query(f->e->db, "INSERT INTO etl_files (sha256, name, size_bytes, state) "
 	    "VALUES ($1, $2, $3::bigint, 'loading') ON CONFLICT (sha256) DO UPDATE "
 	    "SET sha256 = EXCLUDED.sha256 RETURNING state, last_line, name",
 	    3, params, err, sizeof(err));
+	if (res == NULL && strncmp(err, "SQLSTATE 22", 11) == 0) {
+		/* a data exception: the name, the only text, is at fault */
+		log_error("%s: the target database refuses to record this file: %s; "
+		    "moved to failed/ without loading it: rename it and move it into "
+		    "the spool again", utf8_escape(f->name, shown, sizeof(shown)), err);
+		move_to(cfg, path, f->name, "failed");
+		return -2;
+	}
 	if (res == NULL) {
-		log_error("target database: %s", err);
+		log_error("target database: %s; %s is retried", err,
+		    utf8_escape(f->name, shown, sizeof(shown)));
 		return -1;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "done") == 0) {
 		log_info("%s has the same content as %s, loaded before (sha256 %.12s); "
-		    "not loading it again", name, PQgetvalue(res, 0, 2), f.sha);
+		    "not loading it again", f->name, PQgetvalue(res, 0, 2), f->sha);
 		PQclear(res);
-		move_to(cfg, path, name, "done");
+		move_to(cfg, path, f->name, "done");
+		return 1;
+	}
+	f->resume_after = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	if (f->resume_after > 0)
+		log_info("%s: resuming after line %ld", f->name, f->resume_after);
+	else
+		log_info("%s: loading (sha256 %.12s, %ld bytes)", f->name, f->sha, size);
+	return 0;
+}
+
+/* Loads one file.  0 when done (or skipped, or moved to failed/), -1 to
+ * retry later. */
+static int
+process_file(struct etl *e, const char *name)
+{
+	const struct cfg *cfg = e->cfg;
+	char path[4096], err[1024], shown[1024];
+	struct file_ctx f = { .e = e, .name = name, .nul_field = -1 };
+	struct csv_parser p;
+	long size, bad;
+	PGresult *res;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", cfg->etl_spool_dir, name);
+	if ((bad = utf8_invalid_at(name, strlen(name))) >= 0) {
+		log_error("%s: the file's name is not valid UTF-8 (byte 0x%02X at offset "
+		    "%ld), and the target database records a file's name as text; moved "
+		    "to failed/ without loading it: give it a UTF-8 name and move it "
+		    "into the spool again", utf8_escape(name, shown, sizeof(shown)),
+		    (unsigned char)name[bad], bad);
+		move_to(cfg, path, name, "failed");
 		return 0;
 	}
-	f.resume_after = strtol(PQgetvalue(res, 0, 1), NULL, 10);
-	PQclear(res);
-	if (f.resume_after > 0)
-		log_info("%s: resuming after line %ld", name, f.resume_after);
-	else
-		log_info("%s: loading (sha256 %.12s, %ld bytes)", name, f.sha, size);
+	if (file_sha256(path, f.sha, &size, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	if ((rc = record_file(&f, path, size)) != 0)
+		return rc == -1 ? -1 : 0;
 
 	FILE *fp = fopen(path, "rb");
 	if (fp == NULL) {
 		log_error("%s: %s", path, strerror(errno));
 		return -1;
 	}
-	csv_init(&p, CSV_APPEND_NULL);
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	e->acks = (struct kfk_acks){ 0 };
-	while (!f.error && !f.bad_header && !worker_stop &&
-	    (n = getline(&line, &cap, fp)) > 0) {
-		char *s = line;
-		f.line++;
-		if (f.line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
-			s += 3;		/* UTF-8 byte-order mark */
-			n -= 3;
-		}
-		if (csv_parse(&p, s, (size_t)n, on_field, on_record, &f) != (size_t)n) {
-			snprintf(f.err, sizeof(f.err), "line %ld: %s", f.line,
-			    csv_strerror(csv_error(&p)));
-			f.error = 1;
-		}
-		rd_kafka_poll(e->rk, 0);
+	if ((f.raw = malloc((size_t)cfg->etl_max_record_bytes)) == NULL) {
+		log_error("%s: out of memory for a record of etl.max_record_bytes (%d); "
+		    "retried", name, cfg->etl_max_record_bytes);
+		fclose(fp);
+		return -1;
 	}
-	if (!f.error && !f.bad_header && !worker_stop)
-		csv_fini(&p, on_field, on_record, &f);	/* no final newline */
-	for (int i = 0; i < f.nfields; i++)
-		free(f.fields[i]);
+	csv_init(&p, CSV_APPEND_NULL);
+	csv_set_blk_size(&p, csv_blk_size(cfg));
+	e->acks = (struct kfk_acks){ 0 };
+	parse_file(&f, fp, &p);
+	free_fields(&f);
 	csv_free(&p);
-	free(line);
+	free(f.raw);
 	fclose(fp);
 
 	if (f.bad_header) {
@@ -448,13 +882,15 @@ process_file(struct etl *e, const char *name)
 	}
 	if (f.error || worker_stop) {
 		if (f.error)
-			log_error("%s: %s; the file resumes from its last checkpoint", name, f.err);
+			log_error("%s: %s; the file resumes from its last checkpoint%s", name,
+			    f.err, size_hint(e));
 		else
 			checkpoint(&f);
 		return -1;
 	}
 	if (checkpoint(&f) < 0) {
-		log_error("%s: %s; the file resumes from its last checkpoint", name, f.err);
+		log_error("%s: %s; the file resumes from its last checkpoint%s", name, f.err,
+		    size_hint(e));
 		return -1;
 	}
 	const char *done[1] = { f.sha };
@@ -465,7 +901,7 @@ process_file(struct etl *e, const char *name)
 		log_error("%s: %s", name, err);
 		return -1;
 	}
-	log_info("%s: done: %s records sent, %s filtered out, %s malformed (in the DLQ)",
+	log_info("%s: done: %s records sent, %s filtered out, %s rejected (in the DLQ)",
 	    name, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
 	PQclear(res);
 	move_to(cfg, path, name, "done");

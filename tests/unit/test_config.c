@@ -275,6 +275,32 @@ main(void)
 	    &cfg), "", "supervisor.scale_pool = \"consumer\" loads");
 	cfg_free(cfg);
 
+	/* etl.max_record_lines and etl.max_record_bytes: defaults, each end of
+	 * each range, and one value past it */
+	is_str(load_err("rec.conf", BASE, &cfg), "", "a config without the record limits loads");
+	is_int(cfg ? cfg->etl_max_record_lines : -1, 10, "etl.max_record_lines default");
+	is_int(cfg ? cfg->etl_max_record_bytes : -1, 65536, "etl.max_record_bytes default");
+	cfg_free(cfg);
+	is_str(load_err("rec2.conf", BASE "etl = {\n  max_record_lines = 1;\n"
+	    "  max_record_bytes = 1024;\n};\n", &cfg), "", "the record limits' least values load");
+	is_int(cfg ? cfg->etl_max_record_lines : -1, 1, "and set etl.max_record_lines");
+	is_int(cfg ? cfg->etl_max_record_bytes : -1, 1024, "and etl.max_record_bytes");
+	cfg_free(cfg);
+	is_str(load_err("rec3.conf", BASE "etl = {\n  max_record_lines = 100000;\n"
+	    "  max_record_bytes = 16777216;\n};\n", &cfg), "",
+	    "the record limits' greatest values load");
+	cfg_free(cfg);
+	check_error("reclines0.conf", BASE "etl = {\n  max_record_lines = 0;\n};\n",
+	    "reclines0.conf:8: etl.max_record_lines: 0 is out of range [1, 100000]");
+	check_error("reclines1.conf", BASE "etl = {\n  max_record_lines = 100001;\n};\n",
+	    "reclines1.conf:8: etl.max_record_lines: 100001 is out of range [1, 100000]");
+	check_error("recbytes0.conf", BASE "etl = {\n\n  max_record_bytes = 1023;\n};\n",
+	    "recbytes0.conf:9: etl.max_record_bytes: 1023 is out of range [1024, 16777216]");
+	check_error("recbytes1.conf", BASE "etl = {\n  max_record_bytes = 16777217;\n};\n",
+	    "recbytes1.conf:8: etl.max_record_bytes: 16777217 is out of range [1024, 16777216]");
+	check_error("recbytes2.conf", BASE "etl = {\n  max_record_bytes = \"64k\";\n};\n",
+	    "recbytes2.conf:8: etl.max_record_bytes: expected an integer, got a string");
+
 	char err[512];
 	ok(cfg_load("/nonexistent/x.conf", err, sizeof(err)) == NULL &&
 	    strstr(err, "/nonexistent/x.conf: cannot read") == err,

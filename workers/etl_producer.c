@@ -60,8 +60,8 @@
  * Bad files.  A file whose header is not the expected one is moved to
  * spool_dir/failed/ untouched.  B records a file's name as text (in
  * etl_files and on each row): a name that is not valid UTF-8, or that B
- * refuses as data (SQLSTATE class 22), cannot be recorded, so the file is
- * moved to failed/ without loading any of it, and the reason is logged
+ * refuses as data (PGR_DATA), cannot be recorded, so the file is moved to
+ * failed/ without loading any of it, and the reason is logged
  * with the name's odd bytes as \xNN.  Renamed and dropped again, it loads.
  */
 #define _GNU_SOURCE
@@ -786,13 +786,14 @@ record_file(struct file_ctx *f, const char *path, long size)
 	char err[1024], size_s[24], shown[1024];
 	const char *params[3] = { f->sha, f->name, size_s };
 	PGresult *res;
+	enum pgr_err cls = PGR_RETRY;
 
 	snprintf(size_s, sizeof(size_s), "%ld", size);
-	res = db_query(f->e->db, "INSERT INTO etl_files (sha256, name, size_bytes, state) "
-	    "VALUES ($1, $2, $3::bigint, 'loading') ON CONFLICT (sha256) DO UPDATE "
-	    "SET sha256 = EXCLUDED.sha256 RETURNING state, last_line, name",
-	    3, params, err, sizeof(err));
-	if (res == NULL && strncmp(err, "SQLSTATE 22", 11) == 0) {
+	res = db_query_cls(f->e->db, "INSERT INTO etl_files (sha256, name, size_bytes, "
+	    "state) VALUES ($1, $2, $3::bigint, 'loading') ON CONFLICT (sha256) DO "
+	    "UPDATE SET sha256 = EXCLUDED.sha256 RETURNING state, last_line, name",
+	    3, params, &cls, err, sizeof(err));
+	if (res == NULL && cls == PGR_DATA) {
 		/* a data exception: the name, the only text, is at fault */
 		log_error("%s: the target database refuses to record this file: %s; "
 		    "moved to failed/ without loading it: rename it and move it into "

@@ -66,8 +66,8 @@ cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
 		acks->sent++;
 		return 0;
 	}
-	if (kfk_produce(rk, cfg->cdc_topic, key, keylen, val, len,
-	    RD_KAFKA_MSG_F_FREE, NULL, err, errlen) < 0) {
+	if (kfk_produce(rk, cfg->cdc_topic, RD_KAFKA_PARTITION_UA, key, keylen,
+	    val, len, RD_KAFKA_MSG_F_FREE, NULL, err, errlen) < 0) {
 		free(val);
 		return -1;
 	}

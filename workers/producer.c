@@ -76,23 +76,15 @@ disconnect(struct producer *p)
 static int
 connect_source(struct producer *p, char *err, size_t errlen)
 {
-	PGresult *res;
-
 	p->db = db_connect(p->cfg->source_dsn, "pgrelay-producer", err, errlen);
 	if (p->db == NULL)
 		return -1;
-	res = db_query(p->db, "SELECT version FROM pgrelay_schema_version "
-	    "WHERE component = 'source'", 0, NULL, err, errlen);
-	if (res == NULL || PQntuples(res) != 1) {
-		if (res != NULL)
-			snprintf(err, errlen, "source schema not installed");
-		PQclear(res);
+	if (db_require_schema(p->db, "source", 1, err, errlen) < 0) {
 		snprintf(err + strlen(err), errlen - strlen(err),
 		    "; apply sql/source/*.sql to the source database");
 		disconnect(p);
 		return -1;
 	}
-	PQclear(res);
 	if (db_exec(p->db, "LISTEN pgrelay_cdc", 0, NULL, err, errlen) < 0) {
 		disconnect(p);
 		return -1;

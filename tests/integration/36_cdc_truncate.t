@@ -7,8 +7,9 @@
 # TRUNCATE under a load of two writers (twice); a TRUNCATE followed in its
 # own transaction by inserts, an update and a delete; a TRUNCATE with both
 # consumers killed -9 right after B applied it; then the whole topic
-# replayed from offset 0, which must change nothing.  Each time A = B
-# with the exact count, B holds no row A lacks, and B's row versions
+# replayed from offset 0, which must change nothing; last, a TRUNCATE in
+# a batch B refuses a value of, applied a message at a time.  Each time
+# A = B with the exact count, B holds no row A lacks, and B's row versions
 # match A's changes since its last TRUNCATE.
 . "$(dirname "$0")/lib.sh"
 
@@ -32,16 +33,9 @@ start_worker c2 consumer -c "$CONF"
 wait_until 60 same_rows
 compare_ab "after the snapshot" =3000
 
-# The newest TRUNCATE A captured (0 if none) and B's truncate horizon (0
-# if B has none, as before this was captured).
+# The newest TRUNCATE A captured and B's truncate horizon (0 if none).
 last_truncate() { qa -c "SELECT coalesce(max(change_id), 0) FROM emp_cdc WHERE action = 't'"; }
-b_horizon() {
-	if [ "$(qb -c "SELECT to_regclass('pgrelay_truncate_horizon') IS NOT NULL")" = t ]; then
-		qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon"
-	else
-		echo 0
-	fi
-}
+b_horizon() { qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon"; }
 
 # no_extra_on_b WHAT: one TAP line: every emp_id on B is on A.
 no_extra_on_b() {
@@ -119,8 +113,9 @@ ok $? "one transaction: an insert, TRUNCATE, 300 inserts, 50 updates, 20 deletes
 wait_until 30 same_rows
 compare_ab "after TRUNCATE and inserts in one transaction" =280
 no_extra_on_b "after TRUNCATE and inserts in one transaction"
-is "$(qb -c "SELECT count(*) FROM employees WHERE city = 'updated'")" 50 \
-    "the updates after the TRUNCATE in its transaction are on B"
+# 50 updated (salary % 6 = 0), 10 of them deleted (salary % 30 = 0)
+is "$(qb -c "SELECT count(*) FROM employees WHERE city = 'updated'")" 40 \
+    "the updates after the TRUNCATE in its transaction are on B (40 rows)"
 is "$(b_horizon)" "$(last_truncate)" "B's truncate horizon is A's last TRUNCATE"
 versions_match "after TRUNCATE and inserts in one transaction"
 
@@ -172,5 +167,37 @@ is "$counts" "0 $total 0" \
     "replaying the topic's $total events changes nothing: all counted as skipped"
 compare_ab "after the replay" "=$n"
 versions_match "after the replay"
+
+# --- 5. a TRUNCATE in a batch B refuses a value of ----------------------
+# The batch is applied again a message at a time (the TRUNCATE through
+# pgrelay_apply_employee()); only the refused change goes to the DLQ.
+# One consumer, started on the backlog: one batch holds the TRUNCATE
+# from each partition and the 100 inserts.
+qb -c "ALTER TABLE employees ADD CONSTRAINT t36_refuse CHECK (city <> 'refused-by-b')"
+qa -c "BEGIN;
+       TRUNCATE employees;
+       INSERT INTO employees (first_name, last_name, dob, city, salary)
+         SELECT 'p5', 'n' || i, DATE '2010-01-01', CASE WHEN i = 50 THEN 'refused-by-b' ELSE 'ok' END, 40000 + i
+           FROM generate_series(1, 100) i;
+       COMMIT;"
+ok $? "a TRUNCATE and 100 inserts, one of a value B refuses"
+start_worker producer2 producer -c "$CONF"
+wait_until 30 'test "$(kcat -b "$PGRELAY_KAFKA_BROKERS" -C -t "$T_TOPIC" -o beginning -e -q \
+    -f "x\n" 2>/dev/null | wc -l)" -ge $((total + 100 + T_PARTITIONS))'
+start_worker c5 consumer -c "$CONF"
+wait_until 30 'test "$(dlq_lines | wc -l)" -ge 1'
+dlq_lines | grep -qF '__pgrelay.errors.rule=target.refused,'
+ok $? "the change B refuses is in the DLQ as target.refused"
+wait_until 30 "same_rows \"WHERE city <> 'refused-by-b'\""
+compare_ab "after a refused value in the TRUNCATE's batch" =99 "WHERE city <> 'refused-by-b'"
+is "$(b_horizon)" "$(last_truncate)" "B's truncate horizon is A's last TRUNCATE"
+qb -c "ALTER TABLE employees DROP CONSTRAINT t36_refuse"
+qa -c "UPDATE employees SET city = 'accepted' WHERE city = 'refused-by-b'"
+wait_until 30 same_rows
+compare_ab "after the refused row changed again" =100
+no_extra_on_b "after the refused row changed again"
+versions_match "after the refused row changed again"
+stop_worker producer2
+stop_worker c5
 
 done_testing

@@ -108,10 +108,13 @@ CONF
 	echo "$f"
 }
 
-# Empties A's and B's pipeline tables (TRUNCATE fires no row triggers).
+# Empties A's and B's pipeline tables.  A's TRUNCATE of employees is
+# recorded in emp_cdc (action 't'): emp_cdc is emptied after it, in the
+# same transaction, so no one sees that record.
 reset_pipeline() {
-	qa -c "TRUNCATE employees, emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
-	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets RESTART IDENTITY"
+	qa -c "TRUNCATE employees RESTART IDENTITY;
+	       TRUNCATE emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
+	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon RESTART IDENTITY"
 }
 
 # start_worker NAME KIND [args...]: runs $BIN/pgrelay-KIND (or $BIN/KIND
@@ -289,10 +292,7 @@ changes_since() { qa -c "SELECT count(*) FROM emp_cdc WHERE change_id > $1"; }
 versions_match() {
 	local last horizon below
 	last=$(qa -c "SELECT coalesce(max(change_id), 0) FROM emp_cdc WHERE action = 't'")
-	horizon=0 below=0
-	if [ "$(qb -c "SELECT to_regclass('pgrelay_truncate_horizon') IS NOT NULL")" = t ]; then
-		horizon=$(qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon")
-	fi
+	horizon=$(qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon")
 	below=$(qb -c "SELECT count(*) FROM pgrelay_row_version WHERE change_id < $horizon")
 	qa -c "SELECT DISTINCT ON (emp_id) emp_id, change_id, action = 'd'
 	         FROM emp_cdc WHERE action <> 't' AND change_id > $last

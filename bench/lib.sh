@@ -10,8 +10,10 @@ bench_die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 # empty_tables: employees on A and B, and pgrelay's state on both.
 empty_tables() {
-	qa -c "TRUNCATE employees, emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY"
-	qb -c "TRUNCATE employees, pgrelay_row_version"
+	# emp_cdc after employees: it also drops the record of that TRUNCATE
+	qa -c "TRUNCATE employees RESTART IDENTITY;
+	       TRUNCATE emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY"
+	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_truncate_horizon"
 }
 
 # rows_equal: true if A and B hold the same employees, row by row.

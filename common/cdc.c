@@ -36,16 +36,49 @@ send_unrepresentable(rd_kafka_t *rk, const struct cfg *cfg,
 	    &w, err, errlen);
 }
 
+/* A TRUNCATE (op 't'): one copy to each of the CDC topic's partitions,
+ * without a key, so that each partition's stream carries it in order with
+ * the changes of its rows (see NOTES in workers/producer.c).  The topic
+ * has cfg->partitions partitions: the workers check it at start. */
+static int
+send_truncate(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
+    const char *dbname, struct kfk_acks *acks, char *err, size_t errlen)
+{
+	size_t len;
+	char *val = codec_encode_change(c, dbname, &len);
+
+	if (val == NULL) {
+		snprintf(err, errlen, "out of memory encoding change %" PRId64,
+		    c->change_id);
+		return -1;
+	}
+	for (int32_t p = 0; p < cfg->partitions; p++) {
+		if (kfk_produce(rk, cfg->cdc_topic, p, NULL, 0, val, len,
+		    RD_KAFKA_MSG_F_COPY, NULL, err, errlen) < 0) {
+			free(val);
+			return -1;
+		}
+		acks->sent++;
+	}
+	free(val);
+	log_info("TRUNCATE of employees (change %" PRId64 ") sent to each of "
+	    "the %d partitions of %s; the target deletes every row older than it",
+	    c->change_id, cfg->partitions, cfg->cdc_topic);
+	return 0;
+}
+
 int
 cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
     const char *dbname, const char *why_unrepresentable, struct kfk_acks *acks,
     char *err, size_t errlen)
 {
 	char key[32], why[256];
-	size_t keylen = codec_encode_key(codec_change_row(c)->emp_id, key, sizeof(key));
-	size_t len;
+	size_t keylen, len;
 	char *val;
 
+	if (c->op == 't')
+		return send_truncate(rk, cfg, c, dbname, acks, err, errlen);
+	keylen = codec_encode_key(codec_change_row(c)->emp_id, key, sizeof(key));
 	if (why_unrepresentable != NULL) {
 		if (send_unrepresentable(rk, cfg, c, key, keylen,
 		    why_unrepresentable, err, errlen) < 0)
@@ -66,8 +99,8 @@ cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
 		acks->sent++;
 		return 0;
 	}
-	if (kfk_produce(rk, cfg->cdc_topic, key, keylen, val, len,
-	    RD_KAFKA_MSG_F_FREE, NULL, err, errlen) < 0) {
+	if (kfk_produce(rk, cfg->cdc_topic, RD_KAFKA_PARTITION_UA, key, keylen,
+	    val, len, RD_KAFKA_MSG_F_FREE, NULL, err, errlen) < 0) {
 		free(val);
 		return -1;
 	}

@@ -18,6 +18,10 @@
 #include "config.h"
 #include "kafka.h"
 
+/* The version of A's schema (component 'source') the producer and the
+ * snapshot need: 2 captures a TRUNCATE (sql/source/002_truncate.sql). */
+#define CDC_SOURCE_SCHEMA_VERSION 2
+
 /* The days from 1970-01-01 of the date column COL, as the change event
  * carries them, or NULL when the event cannot carry it (infinity, or
  * outside 0001-01-01..9999-12-31): computing COL - DATE '1970-01-01' for
@@ -30,8 +34,9 @@
 /* Sends c to cfg's CDC topic keyed by its row's emp_id, or, when its
  * values cannot be carried (why_unrepresentable, if not NULL, says why;
  * else codec_check_row() finds out), to cfg's DLQ topic.  Either way the
- * record is counted in acks->sent.  0, or -1 with err (out of memory, or
- * librdkafka refused the record). */
+ * record is counted in acks->sent.  A TRUNCATE (op 't') goes to every
+ * partition of the CDC topic, without a key: cfg->partitions records.  0,
+ * or -1 with err (out of memory, or librdkafka refused a record). */
 int cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
     const char *dbname, const char *why_unrepresentable, struct kfk_acks *acks,
     char *err, size_t errlen);

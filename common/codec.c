@@ -113,7 +113,7 @@ codec_encode_apply_rows(const struct change *const *changes, int n)
 		const struct change *c = changes[i];
 		const struct emp_row *r = codec_change_row(c);
 		char op[2] = { c->op, '\0' };
-		json_t *o = row_to_json(r);
+		json_t *o = c->op == 't' ? json_object() : row_to_json(r);
 
 		if (o == NULL || json_array_append_new(arr, o) < 0) {
 			json_decref(arr);
@@ -257,8 +257,9 @@ codec_decode_change(const void *buf, size_t len, struct change *out, char *err,
 	}
 	v = json_object_get(ev, "op");
 	op = json_is_string(v) ? json_string_value(v) : NULL;
-	if (op == NULL || strlen(op) != 1 || strchr("cudr", op[0]) == NULL) {
-		snprintf(err, errlen, "op: expected one of \"c\", \"u\", \"d\", \"r\"");
+	if (op == NULL || strlen(op) != 1 || strchr("cudrt", op[0]) == NULL) {
+		snprintf(err, errlen, "op: expected one of \"c\", \"u\", \"d\", "
+		    "\"r\", \"t\"");
 		goto fail;
 	}
 	out->op = op[0];
@@ -275,7 +276,18 @@ codec_decode_change(const void *buf, size_t len, struct change *out, char *err,
 	v = json_object_get(ev, "ts_ms");
 	out->ts_ms = json_is_integer(v) ? json_integer_value(v) : 0;
 
-	if (out->op == 'd') {
+	if (out->op == 't') {
+		/* a TRUNCATE is about no row: Debezium's has none */
+		const char *const sides[] = { "before", "after" };
+		for (int i = 0; i < 2; i++) {
+			v = json_object_get(ev, sides[i]);
+			if (v != NULL && !json_is_null(v)) {
+				snprintf(err, errlen, "%s: expected null for op \"t\"",
+				    sides[i]);
+				goto fail;
+			}
+		}
+	} else if (out->op == 'd') {
 		if (row_from_json(json_object_get(ev, "before"), "before",
 		    &out->before, err, errlen) < 0)
 			goto fail;

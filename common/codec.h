@@ -1,9 +1,9 @@
 /*
  * codec.h - the CDC message format, one place for encoding and decoding.
  *
- * Key:   {"emp_id":42}
+ * Key:   {"emp_id":42}; none (null) for a TRUNCATE, as Debezium's
  * Value: a Debezium-shaped change event (JsonConverter, schemas disabled):
- *   {"before":{...}|null, "after":{...}|null, "op":"c|u|d|r", "ts_ms":N,
+ *   {"before":{...}|null, "after":{...}|null, "op":"c|u|d|r|t", "ts_ms":N,
  *    "source":{"version":..., "connector":"pgrelay", "name":"pgrelay",
  *              "db":..., "schema":"public", "table":"employees",
  *              "snapshot":"true|false", "change_id":N, "txId":N, "ts_ms":N}}
@@ -13,6 +13,10 @@
  *
  * source.change_id is the row's version: the id of the change in A's change
  * table (for a snapshot row, the newest change of that row the snapshot saw).
+ *
+ * op "t" is a TRUNCATE of employees: before and after null, its change_id
+ * in source (the truncate's version: B deletes every row older than it).
+ * It is about no row, so no key, and it is sent to every partition.
  *
  * Decoding is strict about what pgrelay needs (types, ranges, lengths that
  * B's columns accept) and ignores fields it does not know.
@@ -37,7 +41,7 @@ struct emp_row {
 };
 
 struct change {
-	char op;		/* 'c', 'u', 'd' or 'r' */
+	char op;		/* 'c', 'u', 'd', 'r' or 't' (no row) */
 	int64_t change_id;
 	int64_t txid;
 	int64_t ts_ms;		/* commit-side time the change was written */
@@ -47,7 +51,8 @@ struct change {
 	struct emp_row after;
 };
 
-/* The row a change is about: after for c/u/r, before for d. */
+/* The row a change is about: after for c/u/r, before for d; for t, which
+ * is about none, an empty row (emp_id 0, every value NULL). */
 const struct emp_row *codec_change_row(const struct change *c);
 
 /* Returns a malloc'd JSON value (NUL-terminated, *len without the NUL) or
@@ -63,8 +68,9 @@ int codec_check_row(const struct emp_row *r, char *why, size_t whylen);
 
 /* Encodes changes as the JSON array pgrelay_apply_employees() reads on the
  * target: the row as in a change event (dob in days since 1970-01-01)
- * plus op and version: [{op, version, emp_id, first_name, ...}, ...].
- * malloc'd and NUL-terminated, or NULL when out of memory. */
+ * plus op and version: [{op, version, emp_id, first_name, ...}, ...]; a
+ * TRUNCATE as {op: "t", version}.  malloc'd and NUL-terminated, or NULL
+ * when out of memory. */
 char *codec_encode_apply_rows(const struct change *const *changes, int n);
 
 /* Writes the key {"emp_id":N} into buf; returns its length. */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void
@@ -177,6 +178,32 @@ db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
 	if (res == NULL)
 		return cls;
 	PQclear(res);
+	return 0;
+}
+
+int
+db_require_schema(PGconn *conn, const char *component, int version,
+    char *err, size_t errlen)
+{
+	const char *params[1] = { component };
+	PGresult *res = db_query(conn, "SELECT version FROM pgrelay_schema_version "
+	    "WHERE component = $1", 1, params, err, errlen);
+	int have;
+
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		snprintf(err, errlen, "schema component '%s' not installed", component);
+		return -1;
+	}
+	have = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (have < version) {
+		snprintf(err, errlen, "schema component '%s' is at version %d, "
+		    "this pgrelay needs %d", component, have, version);
+		return -1;
+	}
 	return 0;
 }
 

@@ -45,6 +45,13 @@ PGresult *db_query_ticking(PGconn *conn, const char *sql, int nparams,
 int db_exec(PGconn *conn, const char *sql, int nparams,
     const char *const *params, char *err, size_t errlen);
 
+/* Checks that pgrelay_schema_version holds component at version or
+ * later.  0, or -1 with err saying what is missing (the schema, or a
+ * version this pgrelay is too new for; the caller names the files to
+ * apply) or why the query failed. */
+int db_require_schema(PGconn *conn, const char *component, int version,
+    char *err, size_t errlen);
+
 /* 1 if the connection is gone and must be reopened. */
 int db_broken(const PGconn *conn);
 

@@ -421,13 +421,14 @@ kfk_cdc_topics_wait(rd_kafka_t *rk, const struct cfg *cfg)
 }
 
 int
-kfk_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t keylen,
-    void *val, size_t len, int flags, rd_kafka_headers_t *h, char *err,
-    size_t errlen)
+kfk_produce(rd_kafka_t *rk, const char *topic, int32_t partition,
+    const void *key, size_t keylen, void *val, size_t len, int flags,
+    rd_kafka_headers_t *h, char *err, size_t errlen)
 {
 	rd_kafka_resp_err_t e;
 
 	while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+	    RD_KAFKA_V_PARTITION(partition),
 	    RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE(val, len),
 	    RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_HEADERS(h),
 	    RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -459,8 +460,8 @@ kfk_produce_dlq(rd_kafka_t *rk, const char *topic, const void *key,
 		rd_kafka_header_add(h, name, -1, why->origin[i + 1], -1);
 	}
 	rd_kafka_header_add(h, "__pgrelay.errors.ts_ms", -1, ts, -1);
-	if (kfk_produce(rk, topic, key, keylen, (void *)val, len,
-	    RD_KAFKA_MSG_F_COPY, h, err, errlen) < 0) {
+	if (kfk_produce(rk, topic, RD_KAFKA_PARTITION_UA, key, keylen,
+	    (void *)val, len, RD_KAFKA_MSG_F_COPY, h, err, errlen) < 0) {
 		rd_kafka_headers_destroy(h);
 		return -1;
 	}

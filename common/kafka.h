@@ -16,6 +16,7 @@
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "err.h"
@@ -80,12 +81,13 @@ int kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
 int kfk_cdc_topics_wait(rd_kafka_t *rk, const struct cfg *cfg);
 
 /* Produces one record (RD_KAFKA_MSG_F_FREE or _COPY in flags, as
- * rd_kafka_producev takes them), waiting while librdkafka's queue is
- * full.  h (may be NULL) is owned by the record once it is queued.  0, or
- * -1 with err (val and h are then still the caller's). */
-int kfk_produce(rd_kafka_t *rk, const char *topic, const void *key,
-    size_t keylen, void *val, size_t len, int flags, rd_kafka_headers_t *h,
-    char *err, size_t errlen);
+ * rd_kafka_producev takes them) to partition, or to the one the key's
+ * hash picks with RD_KAFKA_PARTITION_UA, waiting while librdkafka's queue
+ * is full.  h (may be NULL) is owned by the record once it is queued.  0,
+ * or -1 with err (val and h are then still the caller's). */
+int kfk_produce(rd_kafka_t *rk, const char *topic, int32_t partition,
+    const void *key, size_t keylen, void *val, size_t len, int flags,
+    rd_kafka_headers_t *h, char *err, size_t errlen);
 
 /* Why a record goes to a dead-letter topic: the stage that set it aside,
  * the rule it broke and a one-line reason.  origin holds norigin name and

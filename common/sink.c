@@ -146,18 +146,11 @@ ensure_db(struct consumer *c)
 		worker_sleep_ms(ms);
 		return -1;
 	}
-	const char *comp[1] = { c->ops->schema_component };
-	PGresult *res = db_query(c->db, "SELECT version FROM pgrelay_schema_version "
-	    "WHERE component = $1", 1, comp, err, sizeof(err));
-	if (res == NULL || PQntuples(res) != 1 ||
-	    atoi(PQgetvalue(res, 0, 0)) < c->ops->schema_version) {
-		log_error("target database: %s; apply sql/target/*.sql to it",
-		    res == NULL ? err : PQntuples(res) != 1 ? "schema not installed" :
-		    "schema too old for this pgrelay");
-		PQclear(res);
+	if (db_require_schema(c->db, c->ops->schema_component,
+	    c->ops->schema_version, err, sizeof(err)) < 0) {
+		log_error("target database: %s; apply sql/target/*.sql to it", err);
 		goto fail;
 	}
-	PQclear(res);
 	if (db_exec(c->db, "SET synchronous_commit = off", 0, NULL, err, sizeof(err)) < 0) {
 		log_error("target database: %s", err);
 		goto fail;

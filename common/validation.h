@@ -27,7 +27,8 @@ struct rules {
 void rule_init(struct rules *r, const struct cfg *cfg);
 
 /* 0 if c passes every rule; -1 with *rule set to the first failing rule's
- * name (a static string) and a readable reason in reason. */
+ * name (a static string) and a readable reason in reason.  A TRUNCATE
+ * (op 't') carries no row and always passes. */
 int rule_check(const struct rules *r, const struct change *c,
     const char **rule, char *reason, size_t len);
 

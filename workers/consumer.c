@@ -28,6 +28,32 @@
  *
  * Rules.  A change failing a rule (common/validation.c) is not applied and
  * goes to the DLQ; B keeps the row's last valid version.
+ *
+ * TRUNCATE.  A TRUNCATE on A (op "t", version T) comes on every partition
+ * (workers/producer.c).  B applies it once, on the first partition it
+ * arrives by: every row whose version is below T goes, with its version,
+ * and T becomes B's truncate horizon (pgrelay_truncate_horizon), below
+ * which any change arriving later, from another partition's backlog, is
+ * stale, for a row B never had too; on the other partitions it is stale
+ * (schema version 4, sql/target/004_truncate.sql).  It runs alone on B
+ * (an exclusive lock that every apply takes shared).  In a batch the
+ * newest TRUNCATE goes to pgrelay_apply_employees() with the newest
+ * change of each row, and the result is what applying the batch's
+ * messages one by one would leave: one by one, a row's version and the
+ * horizon only grow, and a row ends as the newest event that reached it
+ * (its version before, its changes, the TRUNCATEs), in any order (the
+ * SQL function's header has the details).  The verdicts replay the
+ * batch in its order over the versions B had and its horizon before the
+ * batch: a change below the horizon in force at its place is stale, and
+ * a row whose version is below it is gone, then new again.  B never shows
+ * a row from before T beside one from after it: a change above T follows
+ * T on its partition, so the batch that applies T first deletes the old
+ * rows in its own transaction.  Not atomic: the changes after T of the
+ * TRUNCATE's own transaction reach B per partition, in several batches.
+ * A batch applied a message at a time (B refused a value) takes the
+ * truncate lock shared for a change, then exclusively for a TRUNCATE:
+ * two such members, or one and a member waiting on a row it holds, can
+ * deadlock; PostgreSQL ends one, and its batch is retried.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
@@ -76,7 +102,7 @@ apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
 
 	if (decode_valid(rules, m, &ch, stage, rule, why, whylen) < 0)
 		return SINK_REJECT;
-	const struct emp_row *r = codec_change_row(&ch);
+	const struct emp_row *r = codec_change_row(&ch);	/* empty for 't' */
 	op[0] = ch.op;
 	op[1] = '\0';
 	snprintf(id, sizeof(id), "%ld", (long)r->emp_id);
@@ -84,7 +110,7 @@ apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
 	snprintf(dob, sizeof(dob), "%ld", (long)r->dob_days);
 	snprintf(sal, sizeof(sal), "%ld", (long)r->salary);
 	params[0] = op;
-	params[1] = id;
+	params[1] = ch.op == 't' ? NULL : id;
 	params[2] = ver;
 	params[3] = r->first_name;
 	params[4] = r->last_name;
@@ -120,10 +146,14 @@ item_cmp(const void *a, const void *b)
 }
 
 /* Whether a change of version ver and op applies over a row whose version
- * is cur (has: B holds one), as pgrelay_apply_employee() decides. */
+ * is cur (has: B holds one) under the truncate horizon hz (0: none), as
+ * the apply functions decide: below the horizon it is stale, for a row B
+ * has no version of too. */
 static int
-newer(int has, int64_t cur, int64_t ver, char op)
+newer(int has, int64_t cur, int64_t hz, int64_t ver, char op)
 {
+	if (ver < hz)
+		return 0;
 	return !has || ver > cur || (ver == cur && op == 'r');
 }
 
@@ -135,12 +165,17 @@ apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
 	struct change *ch = calloc((size_t)n, sizeof(*ch));
 	struct item *items = calloc((size_t)n, sizeof(*items));
 	const struct change **win = calloc((size_t)n, sizeof(*win));
+	int *truncs = calloc((size_t)n, sizeof(*truncs));	/* positions of 't' */
+	int64_t *hz = calloc((size_t)n, sizeof(*hz));	/* horizon before each */
 	char *rows = NULL;
 	PGresult *res = NULL;
-	int nitems = 0, nwin = 0, rc = PGR_RETRY;
+	int nitems = 0, nwin = 0, ntruncs = 0, nr = 0, rc = PGR_RETRY;
+	int cut = -1;		/* the newest TRUNCATE's position */
+	int64_t horizon = 0;	/* B's before the batch */
 	enum pgr_err cls = PGR_RETRY;
 
-	if (ch == NULL || items == NULL || win == NULL) {
+	if (ch == NULL || items == NULL || win == NULL || truncs == NULL ||
+	    hz == NULL) {
 		snprintf(err, errlen, "out of memory for a batch of %d", n);
 		goto out;
 	}
@@ -149,20 +184,27 @@ apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
 		if (decode_valid(rules, msgs[i], &ch[i], &v[i].stage, &v[i].rule,
 		    v[i].why, sizeof(v[i].why)) < 0)
 			continue;
+		if (ch[i].op == 't') {
+			truncs[ntruncs++] = i;
+			if (cut < 0 || ch[i].change_id > ch[cut].change_id)
+				cut = i;
+			continue;
+		}
 		items[nitems].emp_id = codec_change_row(&ch[i])->emp_id;
 		items[nitems++].pos = i;
 	}
 	qsort(items, (size_t)nitems, sizeof(*items), item_cmp);
 
 	/* The newest change of each row: the last one a one-by-one apply
-	 * would take, starting from no version at all. */
+	 * would take, starting from no version at all; and the newest
+	 * TRUNCATE, which the function applies first. */
 	for (int g = 0; g < nitems; ) {
 		int e = g, has = 0, last = -1;
 		int64_t cur = 0;
 
 		for (; e < nitems && items[e].emp_id == items[g].emp_id; e++) {
 			const struct change *c = &ch[items[e].pos];
-			if (newer(has, cur, c->change_id, c->op)) {
+			if (newer(has, cur, 0, c->change_id, c->op)) {
 				has = 1;
 				cur = c->change_id;
 				last = items[e].pos;
@@ -171,6 +213,8 @@ apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
 		win[nwin++] = &ch[last];
 		g = e;
 	}
+	if (cut >= 0)
+		win[nwin++] = &ch[cut];
 	if (nwin > 0) {
 		const char *params[1];
 
@@ -186,10 +230,30 @@ apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
 			rc = cls;
 			goto out;
 		}
+		/* its last row (NULLs sort last), if B had a horizon: (NULL, it) */
+		nr = PQntuples(res);
+		if (nr > 0 && PQgetisnull(res, nr - 1, 0))
+			horizon = strtoll(PQgetvalue(res, --nr, 1), NULL, 10);
 	}
 
-	/* Verdicts: replay each row's changes over the version B had. */
-	for (int g = 0, r = 0, nr = res ? PQntuples(res) : 0; g < nitems; ) {
+	/* Verdicts: replay the batch in its order over what B had.  The
+	 * horizon in force before each message; a TRUNCATE above it is
+	 * applied and raises it. */
+	for (int i = 0, t = 0; i < n; i++) {
+		hz[i] = horizon;
+		if (t < ntruncs && truncs[t] == i) {
+			t++;
+			if (ch[i].change_id > horizon) {
+				horizon = ch[i].change_id;
+				v[i].rc = SINK_APPLIED;
+			} else {
+				v[i].rc = SINK_STALE;
+			}
+		}
+	}
+	/* Each row's changes over the version B had: a version below the
+	 * horizon in force is a row that a TRUNCATE deleted. */
+	for (int g = 0, r = 0; g < nitems; ) {
 		int e = g, has = 0;
 		int64_t cur = 0;
 
@@ -200,13 +264,17 @@ apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
 			cur = strtoll(PQgetvalue(res, r, 1), NULL, 10);
 		}
 		for (; e < nitems && items[e].emp_id == items[g].emp_id; e++) {
-			const struct change *c = &ch[items[e].pos];
-			if (newer(has, cur, c->change_id, c->op)) {
+			int pos = items[e].pos;
+			const struct change *c = &ch[pos];
+
+			if (has && cur < hz[pos])
+				has = 0;
+			if (newer(has, cur, hz[pos], c->change_id, c->op)) {
 				has = 1;
 				cur = c->change_id;
-				v[items[e].pos].rc = SINK_APPLIED;
+				v[pos].rc = SINK_APPLIED;
 			} else {
-				v[items[e].pos].rc = SINK_STALE;
+				v[pos].rc = SINK_STALE;
 			}
 		}
 		g = e;
@@ -221,6 +289,8 @@ out:
 	free(ch);
 	free(items);
 	free(win);
+	free(truncs);
+	free(hz);
 	return rc;
 }
 
@@ -237,7 +307,7 @@ main(int argc, char **argv)
 	struct sink_ops ops = {
 		.appname = "pgrelay-consumer",
 		.schema_component = "target",
-		.schema_version = 3,	/* newer-wins locking of new rows */
+		.schema_version = 4,	/* TRUNCATE and its horizon */
 		.group_id = cfg->group_id,
 		.topic = cfg->cdc_topic,
 		.partitions = cfg->partitions,

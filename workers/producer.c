@@ -26,6 +26,20 @@
  * the row lock of the earlier one, so it commits later).  The idempotent
  * producer keeps that order through retries.
  *
+ * TRUNCATE.  A TRUNCATE of employees is one change (action 't', emp_id
+ * NULL; sql/source/002_truncate.sql) whose change_id T is a clean cut:
+ * TRUNCATE holds the table's ACCESS EXCLUSIVE lock when its trigger takes
+ * T, so every other transaction's change below T committed before it and
+ * every one above T commits after it.  The rounds therefore send every
+ * change below T before T (in T's round or earlier, in change_id order)
+ * and every change above T after it.  It is about no row, so it goes to
+ * every partition (common/cdc.c), without a key, as Debezium's op "t":
+ * each partition's stream then holds its rows' changes below T, T, and
+ * their changes above T, in that order, and B applies T on the first
+ * partition it arrives by and takes it as a horizon for the others'
+ * backlogs (sql/target/004_truncate.sql).  Its change rows are never
+ * pruned: the snapshot reads the newest one it can see (snapshot.c).
+ *
  * One at a time.  The producer holds a session advisory lock on A; a
  * second producer (another host) waits on standby until the lock frees.
  * It starts only once the snapshot worker has recorded its cut.
@@ -76,23 +90,16 @@ disconnect(struct producer *p)
 static int
 connect_source(struct producer *p, char *err, size_t errlen)
 {
-	PGresult *res;
-
 	p->db = db_connect(p->cfg->source_dsn, "pgrelay-producer", err, errlen);
 	if (p->db == NULL)
 		return -1;
-	res = db_query(p->db, "SELECT version FROM pgrelay_schema_version "
-	    "WHERE component = 'source'", 0, NULL, err, errlen);
-	if (res == NULL || PQntuples(res) != 1) {
-		if (res != NULL)
-			snprintf(err, errlen, "source schema not installed");
-		PQclear(res);
+	if (db_require_schema(p->db, "source", CDC_SOURCE_SCHEMA_VERSION, err,
+	    errlen) < 0) {
 		snprintf(err + strlen(err), errlen - strlen(err),
 		    "; apply sql/source/*.sql to the source database");
 		disconnect(p);
 		return -1;
 	}
-	PQclear(res);
 	if (db_exec(p->db, "LISTEN pgrelay_cdc", 0, NULL, err, errlen) < 0) {
 		disconnect(p);
 		return -1;
@@ -142,6 +149,8 @@ change_from_row(PGresult *res, int i, struct change *c, char *why, size_t whylen
 	c->txid = strtoll(PQgetvalue(res, i, 1), NULL, 10);
 	c->ts_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
 	c->op = PQgetvalue(res, i, 3)[0];
+	if (c->op == 't')
+		return NULL;		/* a TRUNCATE: no row (emp_id NULL) */
 	if (c->op == 'd') {
 		c->has_before = 1;
 		r = &c->before;
@@ -212,7 +221,8 @@ report_long_transactions(struct producer *p)
 	PQclear(res);
 }
 
-/* Deletes acknowledged changes older than producer.retention_s. */
+/* Deletes acknowledged changes older than producer.retention_s, but no
+ * TRUNCATE (one row each; the snapshot reads the newest it can see). */
 static void
 prune_changes(struct producer *p, const char *lo)
 {
@@ -230,6 +240,7 @@ prune_changes(struct producer *p, const char *lo)
 	    "  SELECT change_id FROM emp_cdc "
 	    "   WHERE changed_at < now() - make_interval(secs => $1::int) "
 	    "     AND pg_visible_in_snapshot(txid, $2::pg_snapshot) "
+	    "     AND action <> 't' "
 	    "   ORDER BY change_id LIMIT $3::int)", 3, params, err, sizeof(err));
 	if (res == NULL) {
 		log_warn("pruning acknowledged changes: %s (will retry)", err);

@@ -20,6 +20,16 @@
  * snapshot saw, so the consumer skips a streamed change the row already
  * contains and never writes an older state over a newer one.
  *
+ * TRUNCATE.  A row that exists at the snapshot was written after every
+ * TRUNCATE the snapshot sees, so its newest change is above them, and
+ * so is its version.  A row without a change of its own (its changes
+ * pruned, or written before the triggers) carries the newest TRUNCATE the
+ * snapshot sees instead of 0: B may hold that TRUNCATE as its horizon
+ * (a snapshot run again with -f), below which a row would be stale, and
+ * B keeps a row whose version is a TRUNCATE's own when it applies that
+ * TRUNCATE (sql/target/004_truncate.sql).  The producer never prunes a
+ * TRUNCATE's change row.
+ *
  * Exit 0 when the snapshot is done (or was done before): the supervisor
  * does not restart it and starts the producer.
  */
@@ -199,8 +209,11 @@ copy_snapshot(struct snapshot *s, int force, char **cutp, char *err, size_t errl
 		res = db_query(s->read,
 		    "SELECT e.emp_id, e.first_name, e.last_name, "
 		    "       " CDC_DOB_DAYS_SQL("e.dob") ", e.city, e.salary, "
-		    "       coalesce((SELECT max(c.change_id) FROM emp_cdc c "
-		    "                  WHERE c.emp_id = e.emp_id), 0), e.dob::text "
+		    "       coalesce(greatest((SELECT max(c.change_id) FROM emp_cdc c "
+		    "                           WHERE c.emp_id = e.emp_id), "
+		    "                         (SELECT max(t.change_id) FROM emp_cdc t "
+		    "                           WHERE t.action = 't')), 0), "
+		    "       e.dob::text "
 		    "  FROM employees e "
 		    " WHERE $1::int IS NULL OR e.emp_id > $1::int "
 		    " ORDER BY e.emp_id LIMIT $2::int", 2, params, err, errlen);
@@ -294,6 +307,13 @@ snapshot_main(struct cfg *cfg, int force)
 		s.state = db_connect(cfg->source_dsn, "pgrelay-snapshot", err, sizeof(err));
 		s.read = s.state ? db_connect(cfg->source_dsn, "pgrelay-snapshot",
 		    err, sizeof(err)) : NULL;
+		if (s.read != NULL && db_require_schema(s.state, "source",
+		    CDC_SOURCE_SCHEMA_VERSION, err, sizeof(err)) < 0) {
+			snprintf(err + strlen(err), sizeof(err) - strlen(err),
+			    "; apply sql/source/*.sql to the source database");
+			PQfinish(s.read);
+			s.read = NULL;
+		}
 		res = s.read ? db_query(s.state, "SELECT pg_try_advisory_lock("
 		    SNAPSHOT_LOCK_KEY ")", 0, NULL, err, sizeof(err)) : NULL;
 		if (res != NULL && strcmp(PQgetvalue(res, 0, 0), "t") != 0) {

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS employees (
 -- changes; txid (the writing transaction, as xid8) lets the producer tell
 -- which changes a snapshot of the database can see, so that a transaction
 -- that commits late is never skipped.  The employee columns hold the new
--- row (c, u) or the old one (d).
+-- row (c, u) or the old one (d).  From version 2 a TRUNCATE is one row
+-- too (t, emp_id NULL): 002_truncate.sql.
 CREATE TABLE IF NOT EXISTS emp_cdc (
     change_id  bigserial PRIMARY KEY,
     txid       xid8 NOT NULL DEFAULT pg_current_xact_id(),

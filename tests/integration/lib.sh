@@ -108,10 +108,13 @@ CONF
 	echo "$f"
 }
 
-# Empties A's and B's pipeline tables (TRUNCATE fires no row triggers).
+# Empties A's and B's pipeline tables.  A's TRUNCATE of employees is
+# recorded in emp_cdc (action 't'): emp_cdc is emptied after it, in the
+# same transaction, so no one sees that record.
 reset_pipeline() {
-	qa -c "TRUNCATE employees, emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
-	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets RESTART IDENTITY"
+	qa -c "TRUNCATE employees RESTART IDENTITY;
+	       TRUNCATE emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
+	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon RESTART IDENTITY"
 }
 
 # start_worker NAME KIND [args...]: runs $BIN/pgrelay-KIND (or $BIN/KIND
@@ -282,12 +285,24 @@ changes_since() { qa -c "SELECT count(*) FROM emp_cdc WHERE change_id > $1"; }
 # versions_match WHAT: one TAP line.  B's version of every row
 # (pgrelay_row_version: change_id and deleted) equals A's newest change of
 # that row: a change lost, applied twice out of order, or a deleted row
-# that came back shows here even where the rows themselves agree.
+# that came back shows here even where the rows themselves agree.  A
+# TRUNCATE on A (action 't') is B's truncate horizon: the rows compared
+# are those A changed after its last TRUNCATE, B's horizon must be that
+# TRUNCATE, and B must keep no version below it.
 versions_match() {
+	local last horizon below
+	last=$(qa -c "SELECT coalesce(max(change_id), 0) FROM emp_cdc WHERE action = 't'")
+	horizon=$(qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon")
+	below=$(qb -c "SELECT count(*) FROM pgrelay_row_version WHERE change_id < $horizon")
 	qa -c "SELECT DISTINCT ON (emp_id) emp_id, change_id, action = 'd'
-	         FROM emp_cdc ORDER BY emp_id, change_id DESC" > "$T_DIR/a.versions"
+	         FROM emp_cdc WHERE action <> 't' AND change_id > $last
+	        ORDER BY emp_id, change_id DESC" > "$T_DIR/a.versions"
 	qb -c "SELECT emp_id, change_id, deleted FROM pgrelay_row_version
-	        ORDER BY emp_id" > "$T_DIR/b.versions"
+	        WHERE change_id > $horizon ORDER BY emp_id" > "$T_DIR/b.versions"
+	if [ "$horizon" != "$last" ] || [ "$below" -ne 0 ]; then
+		ok 1 "$1: B's truncate horizon is $horizon with $below row versions below it; A's last TRUNCATE is $last"
+		return 1
+	fi
 	if cmp -s "$T_DIR/a.versions" "$T_DIR/b.versions"; then
 		ok 0 "$1: B's version of each of $(wc -l < "$T_DIR/a.versions") rows is A's newest change"
 	else
@@ -299,16 +314,18 @@ versions_match() {
 
 # topic_complete WHAT once|at-least-once MIN: one TAP line.  Every change
 # A captured after the snapshot's cut (what the stream must carry) is on
-# the CDC topic, once or at least once, there are at least MIN of them, and
+# the CDC topic, once or at least once (a TRUNCATE once per partition), there are at least MIN of them, and
 # the topic carries no change A does not have.  Checked at the topic, where
 # a later change of a row cannot hide a lost earlier one.
 topic_complete() {
 	local what=$1 mode=$2 min=$3 n missing extra twice
 	qa -c "SELECT change_id FROM emp_cdc WHERE NOT pg_visible_in_snapshot(txid,
 	         (SELECT cut FROM pgrelay_snapshot_state))" | sort > "$T_DIR/want.ids"
+	# a TRUNCATE (op "t") is on every partition: counted on partition 0
 	kcat -b "$PGRELAY_KAFKA_BROKERS" -C -t "$T_TOPIC" -o beginning -e -q \
-	    -f '%s\n' 2>/dev/null |
-	    jq -r 'select(type == "object" and .op != "r") | .source.change_id' |
+	    -f '%p %s\n' 2>/dev/null | sed -E 's/^([0-9]+) (.*)$/{"p":\1,"v":\2}/' |
+	    jq -r 'select(.v | type == "object" and .op != "r") |
+	           select(.v.op != "t" or .p == 0) | .v.source.change_id' |
 	    sort > "$T_DIR/topic.ids"
 	n=$(wc -l < "$T_DIR/want.ids")
 	missing=$(sort -u "$T_DIR/topic.ids" | comm -23 "$T_DIR/want.ids" - | wc -l)

@@ -175,6 +175,39 @@ main(void)
 	    "Debezium delete: emp_id and first_name kept, null columns absent");
 	codec_change_free(&d);
 
+	/* A TRUNCATE: Debezium's shape (JsonConverter writes the envelope's
+	 * unset before and after as null), no row, in both directions. */
+	struct change tr = { .op = 't', .change_id = 77, .txid = 5, .ts_ms = 3 };
+	size_t tlen;
+	char *tjson = codec_encode_change(&tr, "pgrelay", &tlen);
+	ok(tjson != NULL && strstr(tjson, "\"before\":null,\"after\":null,") != NULL &&
+	    strstr(tjson, "\"op\":\"t\"") != NULL &&
+	    strstr(tjson, "\"change_id\":77,") != NULL,
+	    "a TRUNCATE encodes as op t, before and after null, source.change_id");
+	rc = codec_decode_change(tjson, tlen, &d, err, sizeof(err));
+	if (!ok(rc == 0, "a TRUNCATE decodes back"))
+		printf("#   %s\n#   %s\n", err, tjson);
+	ok(d.op == 't' && d.change_id == 77 && d.txid == 5 && d.ts_ms == 3 &&
+	    !d.has_before && !d.has_after, "TRUNCATE: op, change_id, txId, ts_ms; no row");
+	codec_change_free(&d);
+	free(tjson);
+	const char *dbztr = "{\"source\":{\"version\":\"2.7.0.Final\","
+	    "\"connector\":\"postgresql\",\"name\":\"a\",\"ts_ms\":20,"
+	    "\"snapshot\":\"false\",\"db\":\"pgrelay\",\"schema\":\"public\","
+	    "\"table\":\"employees\",\"txId\":21,\"lsn\":125,\"change_id\":8},"
+	    "\"op\":\"t\",\"ts_ms\":22}";
+	rc = codec_decode_change(dbztr, strlen(dbztr), &d, err, sizeof(err));
+	if (!ok(rc == 0, "a Debezium truncate without before and after decodes"))
+		printf("#   %s\n", err);
+	ok(d.op == 't' && d.change_id == 8 && d.txid == 21 && !d.has_before &&
+	    !d.has_after, "Debezium truncate: op, change_id, txId; no row");
+	codec_change_free(&d);
+	const struct change *trs[1] = { &tr };
+	char *trow = codec_encode_apply_rows(trs, 1);
+	is_str(trow, "[{\"op\":\"t\",\"version\":77}]",
+	    "a TRUNCATE for pgrelay_apply_employees(): op and version only");
+	free(trow);
+
 	rejects("", "empty message value");
 	rejects("\xff\xfe garbage", "not JSON");
 	rejects("null", "not JSON");
@@ -183,6 +216,11 @@ main(void)
 	rejects("{\"op\":\"x\",\"source\":{\"change_id\":1}}", "op: expected one of");
 	rejects("{\"op\":\"cc\",\"source\":{\"change_id\":1}}", "op: expected one of");
 	rejects("{\"op\":\"c\",\"after\":{\"emp_id\":1}}", "source.change_id");
+	rejects("{\"op\":\"t\"}", "source.change_id");
+	rejects("{\"op\":\"t\",\"source\":{\"change_id\":1},\"before\":{\"emp_id\":1}}",
+	    "before: expected null for op \"t\"");
+	rejects("{\"op\":\"t\",\"source\":{\"change_id\":1},\"after\":[]}",
+	    "after: expected null for op \"t\"");
 	rejects("{\"op\":\"c\",\"source\":{\"change_id\":-1},\"after\":{\"emp_id\":1}}",
 	    "source.change_id: expected a non-negative integer");
 	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1}}", "after: expected an object");
@@ -254,8 +292,9 @@ main(void)
 		if (codec_decode_change(m, n, &d, err, sizeof(err)) == 0) {
 			decoded++;
 			/* strchr finds the terminating NUL, so reject '\0' first */
-			if (d.op == '\0' || strchr("cudr", d.op) == NULL || d.change_id < 0 ||
-			    d.has_before != (d.op == 'd') || d.has_after != (d.op != 'd'))
+			if (d.op == '\0' || strchr("cudrt", d.op) == NULL || d.change_id < 0 ||
+			    d.has_before != (d.op == 'd') ||
+			    d.has_after != (d.op != 'd' && d.op != 't'))
 				sane = 0;
 			codec_change_free(&d);
 		} else {

@@ -156,6 +156,13 @@ main(void)
 	expect('u', nosal, "salary.required", "salary is missing for emp_id 5");
 	expect('d', ROW(6, d2006, 1), NULL, NULL);
 	expect('d', ROW(-6, d2007, 20000), "emp_id.min", "emp_id -6 is below 0");
+	/* A TRUNCATE carries no row (codec_change_row() gives an empty one,
+	 * which would fail dob.required): no rule applies to it. */
+	struct change tr = { .op = 't', .change_id = 9 };
+	const char *trule = NULL;
+	char treason[64] = "";
+	ok(rule_check(&rules, &tr, &trule, treason, sizeof(treason)) == 0 &&
+	    trule == NULL, "op t passes: the rules are about a row");
 	/* emp_id is checked first: one change, one reason. */
 	expect('c', ROW(-2, d2006, 1), "emp_id.min", "emp_id -2 is below 0");
 

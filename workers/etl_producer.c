@@ -26,10 +26,11 @@
  * A malformed record (wrong column count, bad date, bad number, missing
  * field) goes to etl.dlq_topic with the file, line and reason, and the file
  * goes on.  A file whose header is not the expected one is moved to
- * spool_dir/failed/ untouched.
+ * spool_dir/failed/ untouched.  The parsing, the checks and the transform
+ * of a record are common/csvrec.c's (no I/O there: it is fuzzed); this
+ * file reads the files and talks to Kafka and B.
  */
 #define _GNU_SOURCE
-#include <csv.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -42,17 +43,11 @@
 #include <time.h>
 
 #include "config.h"
+#include "csvrec.h"
 #include "db.h"
 #include "kafka.h"
 #include "log.h"
 #include "worker.h"
-
-#define NCOLS 8
-static const char *const header[NCOLS] = {
-	"Department", "Department-Division", "PCN", "Position Title",
-	"FLSA Status", "Initial Hire Date", "Date in Title", "Salary"
-};
-enum { COL_DEPT = 0, COL_DIV = 1, COL_TITLE = 3, COL_HIRE = 5, COL_SALARY = 7 };
 
 struct etl {
 	struct cfg *cfg;
@@ -61,18 +56,13 @@ struct etl {
 	struct kfk_acks acks;	/* of the current file */
 };
 
-/* One file's parse state, fed to libcsv's callbacks. */
+/* One file's state, for csvrec's record callback. */
 struct file_ctx {
 	struct etl *e;
 	const char *name;
 	char sha[65];
-	long line;		/* physical line being fed */
-	long rec_line;		/* first line of the record being built */
 	long records;		/* records seen, the header included */
 	long resume_after;	/* records at or before this line were sent */
-	char *fields[64];
-	int nfields;
-	int overflow;		/* more fields than fit */
 	int bad_header;
 	int error;		/* a Kafka or database failure: stop the file */
 	long sent, filtered, rejected, since_checkpoint, last_line;
@@ -106,70 +96,14 @@ produce_json(struct etl *e, const char *topic, const char *key, json_t *value,
 	return 0;
 }
 
-/* "10-Sep-1984" -> "1984-09-10"; -1 if it is not such a date. */
-static int
-parse_hire_date(const char *s, char *out, size_t len, int *year)
-{
-	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int d, y, n = 0, m = -1;
-	char ms[4];
-
-	if (sscanf(s, "%2d-%3[A-Za-z]-%4d%n", &d, ms, &y, &n) != 3 || s[n] != '\0' ||
-	    strlen(s) != 11)
-		return -1;
-	for (int i = 0; i < 12; i++)
-		if (strcmp(ms, mon[i]) == 0)
-			m = i;
-	if (m < 0 || d < 1 || d > mdays[m] || y < 1 ||
-	    (m == 1 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))
-		return -1;
-	snprintf(out, len, "%04d-%02d-%02d", y % 10000, (m + 1) % 100, d % 100);
-	*year = y;
-	return 0;
-}
-
-/* "59947.94" -> 59947 (rounded down); -1 if not a non-negative decimal
- * that fits an int. */
-static int
-parse_salary(const char *s, int32_t *out)
-{
-	int64_t v = 0;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		v = v * 10 + (*p - '0');
-		if (v > INT32_MAX)
-			return -1;
-	}
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -1;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p != '\0')
-		return -1;
-	*out = (int32_t)v;
-	return 0;
-}
-
 static void
-reject(struct file_ctx *f, const char *reason)
+reject(struct file_ctx *f, const struct csvrec_record *rec, const char *reason)
 {
 	char line[24];
-	json_t *fields = json_array(), *v;
+	json_t *v = csvrec_reject_json(rec, f->name, f->sha);
 	rd_kafka_headers_t *h = rd_kafka_headers_new(5);
 
-	for (int i = 0; i < f->nfields; i++)
-		json_array_append_new(fields, json_string(f->fields[i]));
-	v = json_pack("{s:s, s:s, s:i, s:o}", "file", f->name, "sha256", f->sha,
-	    "line", (int)f->rec_line, "fields", fields);
-	snprintf(line, sizeof(line), "%ld", f->rec_line);
+	snprintf(line, sizeof(line), "%ld", rec->line);
 	rd_kafka_header_add(h, "__pgrelay.errors.stage", -1, "parse", -1);
 	rd_kafka_header_add(h, "__pgrelay.errors.reason", -1, reason, -1);
 	rd_kafka_header_add(h, "__pgrelay.errors.file", -1, f->name, -1);
@@ -179,25 +113,8 @@ reject(struct file_ctx *f, const char *reason)
 		f->error = 1;
 	json_decref(v);
 	f->rejected++;
-	log_warn("%s line %ld: %s; sent to %s", f->name, f->rec_line, reason,
+	log_warn("%s line %ld: %s; sent to %s", f->name, rec->line, reason,
 	    f->e->cfg->etl_dlq_topic);
-}
-
-static int
-department_wanted(const struct cfg *cfg, const char *dept)
-{
-	const char *p = cfg->etl_departments;
-	size_t n = strlen(dept);
-
-	while (*p) {
-		size_t len = strcspn(p, ",");
-		if (len == n && strncmp(p, dept, n) == 0)
-			return 1;
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	return 0;
 }
 
 static int
@@ -224,96 +141,51 @@ checkpoint(struct file_ctx *f)
 }
 
 static void
-process_record(struct file_ctx *f)
+process_record(struct file_ctx *f, const struct csvrec_record *rec)
 {
 	const struct cfg *cfg = f->e->cfg;
-	char date[16], why[256];
-	int year;
-	int32_t salary;
+	struct csvrec_row row;
+	char why[256];
 
 	f->records++;
 	if (f->records == 1) {
-		int ok = f->nfields == NCOLS && !f->overflow;
-		for (int i = 0; ok && i < NCOLS; i++)
-			ok = strcmp(f->fields[i], header[i]) == 0;
-		f->bad_header = !ok;
+		f->bad_header = !csvrec_header_ok(rec);
 		return;
 	}
-	if (f->rec_line <= f->resume_after)
+	if (rec->line <= f->resume_after)
 		return;		/* sent and acknowledged before a restart */
-	f->last_line = f->rec_line;
+	f->last_line = rec->line;
 	f->since_checkpoint++;
-	if (f->overflow || f->nfields != NCOLS) {
-		snprintf(why, sizeof(why), "wrong column count: %d, want %d",
-		    f->overflow ? 64 : f->nfields, NCOLS);
-		reject(f, why);
-		goto out;
-	}
-	static const int required[] = { COL_DEPT, COL_DIV, COL_TITLE, COL_HIRE, COL_SALARY };
-	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-		if (f->fields[required[i]][0] == '\0') {
-			snprintf(why, sizeof(why), "missing field %s", header[required[i]]);
-			reject(f, why);
-			goto out;
-		}
-	}
-	if (parse_hire_date(f->fields[COL_HIRE], date, sizeof(date), &year) < 0) {
-		snprintf(why, sizeof(why), "bad date \"%.40s\" in Initial Hire Date "
-		    "(want DD-Mon-YYYY)", f->fields[COL_HIRE]);
-		reject(f, why);
-		goto out;
-	}
-	if (parse_salary(f->fields[COL_SALARY], &salary) < 0) {
-		snprintf(why, sizeof(why), "bad number \"%.40s\" in Salary",
-		    f->fields[COL_SALARY]);
-		reject(f, why);
-		goto out;
-	}
-	if (!department_wanted(cfg, f->fields[COL_DEPT]) || year < cfg->etl_min_hire_year) {
+	switch (csvrec_transform(rec, cfg->etl_departments, cfg->etl_min_hire_year,
+	    &row, why, sizeof(why))) {
+	case CSVREC_REJECTED:
+		reject(f, rec, why);
+		break;
+	case CSVREC_FILTERED:
 		f->filtered++;
-		goto out;
+		break;
+	case CSVREC_SEND: {
+		json_t *v = csvrec_row_json(&row, f->name, f->sha, rec->line);
+		if (v == NULL || produce_json(f->e, cfg->etl_topic, row.department, v, NULL,
+		    f->err, sizeof(f->err)) < 0)
+			f->error = 1;
+		json_decref(v);
+		f->sent++;
+		break;
 	}
-	json_t *v = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:i}",
-	    "file", f->name, "sha256", f->sha, "line", (int)f->rec_line,
-	    "department", f->fields[COL_DEPT], "department_division", f->fields[COL_DIV],
-	    "position_title", f->fields[COL_TITLE], "hire_date", date, "salary", (int)salary);
-	if (v == NULL || produce_json(f->e, cfg->etl_topic, f->fields[COL_DEPT], v, NULL,
-	    f->err, sizeof(f->err)) < 0)
-		f->error = 1;
-	json_decref(v);
-	f->sent++;
-out:
+	}
 	if (!f->error && f->since_checkpoint >= cfg->etl_batch_size && checkpoint(f) < 0)
 		f->error = 1;
 }
 
+/* csvrec's callback, for each record of the file. */
 static void
-on_field(void *data, size_t len, void *opaque)
+on_record(const struct csvrec_record *rec, void *opaque)
 {
 	struct file_ctx *f = opaque;
 
-	if (f->nfields == 0)
-		f->rec_line = f->line;
-	if (f->nfields >= (int)(sizeof(f->fields) / sizeof(f->fields[0]))) {
-		f->overflow = 1;
-		return;
-	}
-	f->fields[f->nfields] = strndup(data ? (const char *)data : "", len);
-	f->nfields++;
-}
-
-static void
-on_record(int term, void *opaque)
-{
-	struct file_ctx *f = opaque;
-
-	(void)term;
 	if (!f->error && !f->bad_header)
-		process_record(f);
-	for (int i = 0; i < f->nfields; i++)
-		free(f->fields[i]);
-	f->nfields = 0;
-	f->overflow = 0;
+		process_record(f, rec);
 }
 
 static int
@@ -371,7 +243,7 @@ process_file(struct etl *e, const char *name)
 	const struct cfg *cfg = e->cfg;
 	char path[4096], err[1024], size_s[24];
 	struct file_ctx f = { .e = e, .name = name };
-	struct csv_parser p;
+	struct csvrec_reader reader;
 	long size;
 	PGresult *res;
 
@@ -409,31 +281,25 @@ process_file(struct etl *e, const char *name)
 		log_error("%s: %s", path, strerror(errno));
 		return -1;
 	}
-	csv_init(&p, CSV_APPEND_NULL);
+	if (csvrec_reader_init(&reader, on_record, &f, err, sizeof(err)) < 0) {
+		log_error("%s: %s", path, err);
+		fclose(fp);
+		return -1;
+	}
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	e->acks = (struct kfk_acks){ 0 };
 	while (!f.error && !f.bad_header && !worker_stop &&
 	    (n = getline(&line, &cap, fp)) > 0) {
-		char *s = line;
-		f.line++;
-		if (f.line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
-			s += 3;		/* UTF-8 byte-order mark */
-			n -= 3;
-		}
-		if (csv_parse(&p, s, (size_t)n, on_field, on_record, &f) != (size_t)n) {
-			snprintf(f.err, sizeof(f.err), "line %ld: %s", f.line,
-			    csv_strerror(csv_error(&p)));
+		if (csvrec_reader_feed(&reader, line, (size_t)n, f.err, sizeof(f.err)) < 0)
 			f.error = 1;
-		}
 		rd_kafka_poll(e->rk, 0);
 	}
-	if (!f.error && !f.bad_header && !worker_stop)
-		csv_fini(&p, on_field, on_record, &f);	/* no final newline */
-	for (int i = 0; i < f.nfields; i++)
-		free(f.fields[i]);
-	csv_free(&p);
+	if (!f.error && !f.bad_header && !worker_stop &&
+	    csvrec_reader_finish(&reader, f.err, sizeof(f.err)) < 0)	/* no final newline */
+		f.error = 1;
+	csvrec_reader_free(&reader);
 	free(line);
 	fclose(fp);
 

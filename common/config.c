@@ -343,11 +343,13 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 	return 0;
 }
 
-struct cfg *
-cfg_load(const char *path, char *err, size_t errlen)
+/* Reads text, or the file path when text is NULL; path names it in errors. */
+static struct cfg *
+load(const char *path, const char *text, char *err, size_t errlen)
 {
 	config_t lc;
 	struct cfg *cfg;
+	int read;
 
 	cfg = calloc(1, sizeof(*cfg));
 	if (cfg == NULL || (cfg->path = strdup(path)) == NULL) {
@@ -357,7 +359,8 @@ cfg_load(const char *path, char *err, size_t errlen)
 	}
 
 	config_init(&lc);
-	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+	read = text != NULL ? config_read_string(&lc, text) : config_read_file(&lc, path);
+	if (read != CONFIG_TRUE) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
 			snprintf(err, errlen, "%s: cannot read: %s", path,
 			    strerror(errno));
@@ -383,6 +386,18 @@ fail:
 	config_destroy(&lc);
 	cfg_free(cfg);
 	return NULL;
+}
+
+struct cfg *
+cfg_load(const char *path, char *err, size_t errlen)
+{
+	return load(path, NULL, err, errlen);
+}
+
+struct cfg *
+cfg_load_string(const char *text, const char *name, char *err, size_t errlen)
+{
+	return load(name, text, err, errlen);
 }
 
 void

@@ -226,6 +226,20 @@ main(void)
 	    strstr(err, "/nonexistent/x.conf: cannot read") == err,
 	    "an unreadable file is named");
 
+	/* cfg_load_string: the same checks on a text, named as given */
+	cfg = cfg_load_string(BASE, "mem.conf", err, sizeof(err));
+	ok(cfg != NULL && strcmp(cfg->path, "mem.conf") == 0 &&
+	    strcmp(cfg->brokers, "b1:9092") == 0 && cfg->partitions == 8,
+	    "cfg_load_string loads a text and names it");
+	cfg_free(cfg);
+	ok(cfg_load_string(BASE "consumer = {\n  max = 9;\n};\n", "mem.conf", err,
+	    sizeof(err)) == NULL && strcmp(err, "mem.conf:8: consumer.max: 9 is above "
+	    "kafka.partitions 8 (a consumer beyond the partition count would sit idle)") == 0,
+	    "cfg_load_string: an error names the given name and the line");
+	ok(cfg_load_string("kafka = {\n  brokers = ;\n};\n", "mem.conf", err,
+	    sizeof(err)) == NULL && starts_with(err, "mem.conf:2: syntax error"),
+	    "cfg_load_string: a syntax error names the given name and the line");
+
 	ok(cfg_parse_date("1970-01-01", &days) == 0 && days == 0, "1970-01-01 is day 0");
 	ok(cfg_parse_date("2007-01-01", &days) == 0 && days == 13514, "2007-01-01 is day 13514");
 	ok(cfg_parse_date("1969-12-31", &days) == 0 && days == -1, "1969-12-31 is day -1");

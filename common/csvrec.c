@@ -5,8 +5,10 @@
  *
  * What it keeps true: a record is handed on only with every field copied
  * (NUL-terminated); a record sent has all five required fields, a real
- * date and a salary that fits an int; the reader owns the fields and frees
- * them after each record.
+ * date, a salary that fits an int, and UTF-8 text (JSON, and B, take
+ * nothing else); a rejected record's JSON holds every field, bytes that
+ * are not UTF-8 shown as U+FFFD; the reader owns the fields and frees them
+ * after each record.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "csvrec.h"
@@ -198,12 +200,87 @@ department_wanted(const char *departments, const char *dept)
 	return 0;
 }
 
+/* Length of the UTF-8 sequence starting at s (RFC 3629, as jansson checks
+ * it: no overlong forms, no surrogates, nothing above U+10FFFF), or 0 if
+ * s does not start one.  s is NUL-terminated: a NUL ends any sequence. */
+static size_t
+utf8_seq(const unsigned char *s)
+{
+	unsigned lo = 0x80, hi = 0xBF;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF)
+		return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+	if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		if (s[0] == 0xE0)
+			lo = 0xA0;		/* overlong */
+		if (s[0] == 0xED)
+			hi = 0x9F;		/* surrogates */
+		return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+	}
+	if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		if (s[0] == 0xF0)
+			lo = 0x90;		/* overlong */
+		if (s[0] == 0xF4)
+			hi = 0x8F;		/* above U+10FFFF */
+		return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 &&
+		    (s[3] & 0xC0) == 0x80 ? 4 : 0;
+	}
+	return 0;
+}
+
+static int
+utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	for (; *p != '\0'; p += n)
+		if ((n = utf8_seq(p)) == 0)
+			return 0;
+	return 1;
+}
+
+/* s as a JSON string; each byte that is not part of a UTF-8 sequence
+ * becomes U+FFFD, so that jansson takes it.  NULL when out of memory. */
+static json_t *
+text_json(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	char *buf, *o;
+	json_t *j;
+	size_t n;
+
+	if (utf8_valid(s))
+		return json_string(s);
+	buf = malloc(3 * strlen(s) + 1);	/* a byte becomes at most 3 */
+	if (buf == NULL)
+		return NULL;
+	for (o = buf; *p != '\0'; p += n) {
+		n = utf8_seq(p);
+		if (n == 0) {
+			memcpy(o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			n = 1;
+		} else {
+			memcpy(o, p, n);
+			o += n;
+		}
+	}
+	*o = '\0';
+	j = json_string(buf);
+	free(buf);
+	return j;
+}
+
 enum csvrec_verdict
 csvrec_transform(const struct csvrec_record *rec, const char *departments,
     int min_hire_year, struct csvrec_row *row, char *why, size_t whylen)
 {
 	static const int required[] = { CSVREC_COL_DEPT, CSVREC_COL_DIV,
 	    CSVREC_COL_TITLE, CSVREC_COL_HIRE, CSVREC_COL_SALARY };
+	static const int texts[] = { CSVREC_COL_DEPT, CSVREC_COL_DIV, CSVREC_COL_TITLE };
 	char *const *f = rec->fields;
 
 	if (rec->overflow || rec->nfields != CSVREC_NCOLS) {
@@ -214,6 +291,14 @@ csvrec_transform(const struct csvrec_record *rec, const char *departments,
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
 		if (f[required[i]][0] == '\0') {
 			snprintf(why, whylen, "missing field %s", csvrec_header[required[i]]);
+			return CSVREC_REJECTED;
+		}
+	}
+	/* Sent as JSON strings: a file in Latin-1, say, must not reach jansson
+	 * (it refuses the record, and the file would be retried for ever). */
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		if (!utf8_valid(f[texts[i]])) {
+			snprintf(why, whylen, "not UTF-8 in %s", csvrec_header[texts[i]]);
 			return CSVREC_REJECTED;
 		}
 	}
@@ -241,8 +326,8 @@ json_t *
 csvrec_row_json(const struct csvrec_row *row, const char *file, const char *sha256,
     long line)
 {
-	return json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:i}",
-	    "file", file, "sha256", sha256, "line", (int)line,
+	return json_pack("{s:o, s:s, s:i, s:s, s:s, s:s, s:s, s:i}",
+	    "file", text_json(file), "sha256", sha256, "line", (int)line,
 	    "department", row->department, "department_division", row->division,
 	    "position_title", row->title, "hire_date", row->hire_date,
 	    "salary", (int)row->salary);
@@ -254,8 +339,12 @@ csvrec_reject_json(const struct csvrec_record *rec, const char *file,
 {
 	json_t *fields = json_array();
 
-	for (int i = 0; i < rec->nfields; i++)
-		json_array_append_new(fields, json_string(rec->fields[i]));
-	return json_pack("{s:s, s:s, s:i, s:o}", "file", file, "sha256", sha256,
-	    "line", (int)rec->line, "fields", fields);
+	for (int i = 0; i < rec->nfields; i++) {
+		if (json_array_append_new(fields, text_json(rec->fields[i])) < 0) {
+			json_decref(fields);
+			return NULL;
+		}
+	}
+	return json_pack("{s:o, s:s, s:i, s:o}", "file", text_json(file),
+	    "sha256", sha256, "line", (int)rec->line, "fields", fields);
 }

@@ -86,7 +86,8 @@ struct csvrec_row {
 	int32_t salary;		/* rounded down */
 };
 
-/* Checks rec (column count, required fields, date, number), then keeps
+/* Checks rec (column count, required fields, UTF-8 in the texts sent,
+ * date, number), then keeps
  * departments listed in departments (comma-separated codes) and hire years
  * from min_hire_year on. */
 enum csvrec_verdict csvrec_transform(const struct csvrec_record *rec,
@@ -94,12 +95,13 @@ enum csvrec_verdict csvrec_transform(const struct csvrec_record *rec,
     char *why, size_t whylen);
 
 /* The ETL topic's value for row, read from file (name, sha256) at line:
- * a new reference, or NULL when jansson refuses it. */
+ * a new reference, or NULL when out of memory. */
 json_t *csvrec_row_json(const struct csvrec_row *row, const char *file,
     const char *sha256, long line);
 
-/* The DLQ's value for a rejected record: file, sha256, line and the
- * fields as read.  A new reference, or NULL when jansson refuses it. */
+/* The DLQ's value for a rejected record: file, sha256, line and every
+ * field as read, a byte that is not UTF-8 as U+FFFD.  A new reference, or
+ * NULL when out of memory. */
 json_t *csvrec_reject_json(const struct csvrec_record *rec, const char *file,
     const char *sha256);
 

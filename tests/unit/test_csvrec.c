@@ -175,6 +175,41 @@ main(void)
 	rejects("ECC,D,P,T,F,01-Jan-2015,,.5", "bad number");
 	rejects("ECC,D,P,T,F,01-Jan-2015,,2147483648", "bad number");
 	rejects("ECC,D,P,T,F,01-Jan-2015,,1,", "wrong column count: 9, want 8");
+	/* Text sent must be UTF-8 (a Latin-1 file was retried for ever: jansson
+	 * refused the record, the producer stopped the file and began again). */
+	rejects("ECC,Caf\xe9,P,T,F,01-Jan-2015,,1", "not UTF-8 in Department-Division");
+	rejects("EC\xc3,D,P,T,F,01-Jan-2015,,1", "not UTF-8 in Department");
+	rejects("ECC,D,P,\xc0\xafT,F,01-Jan-2015,,1", "not UTF-8 in Position Title");
+	rejects("ECC,D,P,\xed\xa0\x80,F,01-Jan-2015,,1", "not UTF-8 in Position Title");
+	rejects("ECC,D,P,\xf4\x90\x80\x80,F,01-Jan-2015,,1", "not UTF-8 in Position Title");
+	sends("ECC,Caf\xc3\xa9 \xe2\x82\xac,P,Zo\xc3\xab \xf0\x9f\x98\x80,F,01-Jan-2015,,1",
+	    "2 send ECC|Caf\xc3\xa9 \xe2\x82\xac|Zo\xc3\xab \xf0\x9f\x98\x80|2015-01-01|1");
+	sends("ECC,D,P\xff,T,F\xfe,01-Jan-2015,\xe9,1", "2 send ECC|D|T|2015-01-01|1");
+
+	/* The DLQ's JSON keeps every field, a byte that is not UTF-8 as U+FFFD. */
+	{
+		struct csvrec_record rec = { .line = 9, .nfields = 3,
+		    .fields = { "Caf\xe9", "ok \xc3\xa9", "\xe2\x82" } };
+		json_t *v = csvrec_reject_json(&rec, "latin1-\xe9.csv", "abc");
+		json_t *fields = json_object_get(v, "fields");
+		ok(v != NULL && json_array_size(fields) == 3, "a DLQ value with 3 fields, not UTF-8");
+		is_str(json_string_value(json_array_get(fields, 0)), "Caf\xef\xbf\xbd",
+		    "Latin-1 e-acute shows as U+FFFD");
+		is_str(json_string_value(json_array_get(fields, 1)), "ok \xc3\xa9",
+		    "UTF-8 stays as it is");
+		is_str(json_string_value(json_array_get(fields, 2)), "\xef\xbf\xbd\xef\xbf\xbd",
+		    "a cut sequence: each byte a U+FFFD");
+		is_str(json_string_value(json_object_get(v, "file")), "latin1-\xef\xbf\xbd.csv",
+		    "so does a file name that is not UTF-8");
+		json_decref(v);
+
+		struct csvrec_row row = { .department = "ECC", .division = "D", .title = "T",
+		    .hire_date = "2015-01-01", .hire_year = 2015, .salary = 1 };
+		v = csvrec_row_json(&row, "latin1-\xe9.csv", "abc", 2);
+		ok(v != NULL, "a record of a file named in Latin-1 still has its JSON");
+		json_decref(v);
+	}
+
 	sends("ECC,D,P,T,F,29-Feb-2016,,2147483647.99",
 	    "2 send ECC|D|T|2016-02-29|2147483647");
 	sends("CIT,D,P,T,F,31-Dec-2010,,0", "2 send CIT|D|T|2010-12-31|0");

@@ -267,6 +267,43 @@ oom:
 	return -1;
 }
 
+/* A value from the file, for an error message: at most CFG_SHOWN_MAX
+ * bytes of it, a control character, quote or backslash escaped as in C,
+ * so that the error stays one line ("FILE:LINE: KEY: what is wrong")
+ * whatever the string holds.  Returns buf. */
+#define CFG_SHOWN_MAX 64
+static const char *
+shown(const char *v, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; v[i] != '\0' && n + 8 < len; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (i == CFG_SHOWN_MAX) {
+			/* not half a UTF-8 character (maybe drops a whole one) */
+			while (n > 0 && ((unsigned char)buf[n - 1] & 0xC0) == 0x80)
+				n--;
+			if (n > 0 && (unsigned char)buf[n - 1] >= 0xC0)
+				n--;
+			n += (size_t)snprintf(buf + n, len - n, "...");
+			break;
+		}
+		if (c == '\n')
+			n += (size_t)snprintf(buf + n, len - n, "\\n");
+		else if (c == '\t')
+			n += (size_t)snprintf(buf + n, len - n, "\\t");
+		else if (c == '"' || c == '\\')
+			n += (size_t)snprintf(buf + n, len - n, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			n += (size_t)snprintf(buf + n, len - n, "\\x%02x", c);
+		else
+			buf[n++] = (char)c;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 /* Line of a key in the file, for errors about relations between keys. */
 static int
 key_line(config_t *lc, const char *dotted)
@@ -279,10 +316,12 @@ key_line(config_t *lc, const char *dotted)
 static int
 check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 {
+	char v[4 * CFG_SHOWN_MAX + 16];
+
 	if (cfg_parse_date(cfg->rule_min_dob, &cfg->rule_min_dob_days) < 0) {
 		snprintf(err, errlen, "%s:%d: rules.min_dob: \"%s\" is not a date "
 		    "(want YYYY-MM-DD)", cfg->path, key_line(lc, "rules.min_dob"),
-		    cfg->rule_min_dob);
+		    shown(cfg->rule_min_dob, v, sizeof(v)));
 		return -1;
 	}
 	if (cfg->consumer_min > cfg->consumer_max) {
@@ -325,14 +364,15 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 	    strcmp(cfg->sup_scale_pool, "etl_loader") != 0) {
 		snprintf(err, errlen, "%s:%d: supervisor.scale_pool: \"%s\" is not "
 		    "one of consumer, etl_loader", cfg->path,
-		    key_line(lc, "supervisor.scale_pool"), cfg->sup_scale_pool);
+		    key_line(lc, "supervisor.scale_pool"),
+		    shown(cfg->sup_scale_pool, v, sizeof(v)));
 		return -1;
 	}
 	enum log_level lvl;
 	if (log_level_parse(cfg->log_level, &lvl) < 0) {
 		snprintf(err, errlen, "%s:%d: log.level: \"%s\" is not one of "
 		    "debug, info, warn, error", cfg->path,
-		    key_line(lc, "log.level"), cfg->log_level);
+		    key_line(lc, "log.level"), shown(cfg->log_level, v, sizeof(v)));
 		return -1;
 	}
 	if (strcmp(cfg->cdc_topic, cfg->dlq_topic) == 0) {

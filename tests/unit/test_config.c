@@ -226,6 +226,21 @@ main(void)
 	    strstr(err, "/nonexistent/x.conf: cannot read") == err,
 	    "an unreadable file is named");
 
+	/* A value quoted in an error keeps the error on one line (found by
+	 * tests/fuzz/fuzz_config.c: a string spanning lines was copied as is). */
+	check_error("nl.conf", BASE "rules = {\n  min_dob = \"2007-01-01\n\tx\\\"\";\n};\n",
+	    "nl.conf:8: rules.min_dob: \"2007-01-01\\n\\tx\\\"\" is not a date");
+	check_error("ctl.conf", BASE "log = {\n  level = \"a\\x01b\";\n};\n",
+	    "ctl.conf:8: log.level: \"a\\x01b\" is not one of debug, info, warn, error");
+	check_error("long.conf", BASE "supervisor = {\n  scale_pool = "
+	    "\"0123456789012345678901234567890123456789012345678901234567890123456789\";\n};\n",
+	    "long.conf:8: supervisor.scale_pool: "
+	    "\"0123456789012345678901234567890123456789012345678901234567890123...\" is not");
+	check_error("utf8cut.conf", BASE "log = {\n  level = "
+	    "\"012345678901234567890123456789012345678901234567890123456789012\xc3\xa9\";\n};\n",
+	    "utf8cut.conf:8: log.level: "
+	    "\"012345678901234567890123456789012345678901234567890123456789012...\" is not");
+
 	/* cfg_load_string: the same checks on a text, named as given */
 	cfg = cfg_load_string(BASE, "mem.conf", err, sizeof(err));
 	ok(cfg != NULL && strcmp(cfg->path, "mem.conf") == 0 &&

@@ -1,7 +1,8 @@
 /*
  * csvrec.c - CSV records of the ETL pipeline: libcsv's callbacks, the
- * header check, and the filter and transform of one record (moved out of
- * workers/etl_producer.c unchanged, so that a fuzz target reaches them).
+ * header check, the filter and transform of one record, and their JSON
+ * (out of workers/etl_producer.c, so that tests/fuzz/fuzz_csvrec.c
+ * reaches them).
  *
  * What it keeps true: a record is handed on only with every field copied
  * (NUL-terminated); a record sent has all five required fields, a real

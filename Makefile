@@ -4,6 +4,8 @@
 #   make SAN=1        the same with AddressSanitizer + UBSan, into build-san/
 #   make check        unit tests (plain and sanitized) and integration tests
 #                     (sanitized binaries) against the local stack
+#   make fuzz         libFuzzer targets (clang, ASan+UBSan) into build-fuzz/
+#   make fuzz-run     run each for FUZZ_SECONDS (10) on a copy of its corpus
 #   make install      PREFIX=/usr/local DESTDIR=
 #   make clean
 
@@ -41,7 +43,7 @@ BENCH      := $(BUILD)/loadgen $(BUILD)/direct
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-integration install clean san bench
+.PHONY: all check check-unit check-integration install clean san bench fuzz fuzz-run
 all: $(PROGRAMS) $(UNIT_BIN) $(BENCH)
 
 $(BUILD)/%.o: %.c
@@ -92,6 +94,37 @@ check: all
 bench: all
 	bench/run
 
+# libFuzzer targets, tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/.
+# Built by clang with ASan and UBSan; every object, common/ included, is
+# instrumented for coverage (fuzzer-no-link), and only the link adds
+# libFuzzer's main.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Icommon \
+                $(PKG_CFLAGS) -MMD -MP
+FUZZ_TARGETS ?= codec config ctlproto
+FUZZ_SECONDS ?= 10
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+fuzz: $(FUZZ_BIN)
+.SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/tests/fuzz/fuzz_%.o)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/libpgrelay.a: $(COMMON_SRC:%.c=$(FUZZ_BUILD)/%.o)
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libpgrelay.a
+	$(FUZZ_CC) $(LDFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $^ $(LIBS) -o $@
+
+# Each target for FUZZ_SECONDS on a copy of its corpus (the repository's
+# stays as it is); a crash fails, with the input kept in build-fuzz/crashes/.
+fuzz-run: fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) prove -v --exec '' tests/fuzz/run :: $(FUZZ_TARGETS)
+
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DOCDIR   ?= $(PREFIX)/share/doc/pgrelay
 
@@ -111,6 +144,6 @@ install: all
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(shell find build build-san -name '*.d' 2>/dev/null)
+-include $(shell find build build-san build-fuzz -name '*.d' 2>/dev/null)

@@ -272,6 +272,43 @@ oom:
 	return -1;
 }
 
+/* A value from the file, for an error message: at most CFG_SHOWN_MAX
+ * bytes of it, a control character, quote or backslash escaped as in C,
+ * so that the error stays one line ("FILE:LINE: KEY: what is wrong")
+ * whatever the string holds.  Returns buf. */
+#define CFG_SHOWN_MAX 64
+static const char *
+shown(const char *v, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; v[i] != '\0' && n + 8 < len; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (i == CFG_SHOWN_MAX) {
+			/* not half a UTF-8 character (maybe drops a whole one) */
+			while (n > 0 && ((unsigned char)buf[n - 1] & 0xC0) == 0x80)
+				n--;
+			if (n > 0 && (unsigned char)buf[n - 1] >= 0xC0)
+				n--;
+			n += (size_t)snprintf(buf + n, len - n, "...");
+			break;
+		}
+		if (c == '\n')
+			n += (size_t)snprintf(buf + n, len - n, "\\n");
+		else if (c == '\t')
+			n += (size_t)snprintf(buf + n, len - n, "\\t");
+		else if (c == '"' || c == '\\')
+			n += (size_t)snprintf(buf + n, len - n, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			n += (size_t)snprintf(buf + n, len - n, "\\x%02x", c);
+		else
+			buf[n++] = (char)c;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 /* Line of a key in the file, for errors about relations between keys. */
 static int
 key_line(config_t *lc, const char *dotted)
@@ -284,6 +321,8 @@ key_line(config_t *lc, const char *dotted)
 static int
 check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 {
+	char v[4 * CFG_SHOWN_MAX + 16];
+
 	const char *const dsn_keys[][3] = {
 		{ "source.dsn", "PGRELAY_SOURCE_DSN", cfg->source_dsn },
 		{ "target.dsn", "PGRELAY_TARGET_DSN", cfg->target_dsn },
@@ -307,7 +346,7 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 	if (cfg_parse_date(cfg->rule_min_dob, &cfg->rule_min_dob_days) < 0) {
 		snprintf(err, errlen, "%s:%d: rules.min_dob: \"%s\" is not a date "
 		    "(want YYYY-MM-DD)", cfg->path, key_line(lc, "rules.min_dob"),
-		    cfg->rule_min_dob);
+		    shown(cfg->rule_min_dob, v, sizeof(v)));
 		return -1;
 	}
 	if (cfg->min_insync_replicas > cfg->replication_factor) {
@@ -364,14 +403,15 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 	    strcmp(cfg->sup_scale_pool, "etl_loader") != 0) {
 		snprintf(err, errlen, "%s:%d: supervisor.scale_pool: \"%s\" is not "
 		    "one of consumer, etl_loader", cfg->path,
-		    key_line(lc, "supervisor.scale_pool"), cfg->sup_scale_pool);
+		    key_line(lc, "supervisor.scale_pool"),
+		    shown(cfg->sup_scale_pool, v, sizeof(v)));
 		return -1;
 	}
 	enum log_level lvl;
 	if (log_level_parse(cfg->log_level, &lvl) < 0) {
 		snprintf(err, errlen, "%s:%d: log.level: \"%s\" is not one of "
 		    "debug, info, warn, error", cfg->path,
-		    key_line(lc, "log.level"), cfg->log_level);
+		    key_line(lc, "log.level"), shown(cfg->log_level, v, sizeof(v)));
 		return -1;
 	}
 	if (strcmp(cfg->cdc_topic, cfg->dlq_topic) == 0) {
@@ -382,11 +422,13 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 	return 0;
 }
 
-struct cfg *
-cfg_load(const char *path, char *err, size_t errlen)
+/* Reads text, or the file path when text is NULL; path names it in errors. */
+static struct cfg *
+load(const char *path, const char *text, char *err, size_t errlen)
 {
 	config_t lc;
 	struct cfg *cfg;
+	int read;
 
 	cfg = calloc(1, sizeof(*cfg));
 	if (cfg == NULL || (cfg->path = strdup(path)) == NULL) {
@@ -396,7 +438,8 @@ cfg_load(const char *path, char *err, size_t errlen)
 	}
 
 	config_init(&lc);
-	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+	read = text != NULL ? config_read_string(&lc, text) : config_read_file(&lc, path);
+	if (read != CONFIG_TRUE) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
 			snprintf(err, errlen, "%s: cannot read: %s", path,
 			    strerror(errno));
@@ -422,6 +465,18 @@ fail:
 	config_destroy(&lc);
 	cfg_free(cfg);
 	return NULL;
+}
+
+struct cfg *
+cfg_load(const char *path, char *err, size_t errlen)
+{
+	return load(path, NULL, err, errlen);
+}
+
+struct cfg *
+cfg_load_string(const char *text, const char *name, char *err, size_t errlen)
+{
+	return load(name, text, err, errlen);
 }
 
 void

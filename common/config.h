@@ -100,6 +100,11 @@ struct cfg {
  * "FILE:LINE: KEY: what is wrong", to err. */
 struct cfg *cfg_load(const char *path, char *err, size_t errlen);
 
+/* The same for a config held in memory (a NUL-terminated text); name
+ * stands for the file in errors and in cfg->path. */
+struct cfg *cfg_load_string(const char *text, const char *name, char *err,
+    size_t errlen);
+
 void cfg_free(struct cfg *cfg);
 
 /* Parses "YYYY-MM-DD" into days since 1970-01-01; -1 if not a valid date. */

@@ -59,6 +59,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctlproto.h"
 #include "err.h"
 #include "log.h"
 
@@ -1036,8 +1037,9 @@ static void
 handle_control(struct sup *s)
 {
 	int fd = accept4(s->cfd, NULL, NULL, SOCK_CLOEXEC);
-	char line[256] = "", out[16384];
+	char line[256] = "", out[16384], why[160];
 	struct timeval tv = { 0, 200000 };
+	struct ctl_request req;
 	ssize_t n;
 
 	if (fd < 0)
@@ -1045,48 +1047,40 @@ handle_control(struct sup *s)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	n = read(fd, line, sizeof(line) - 1);
-	if (n > 0) {
-		line[n] = '\0';
-		line[strcspn(line, "\r\n")] = '\0';
-	}
-	if (strcmp(line, "status") == 0) {
+	if (ctl_parse_request(line, n > 0 ? (size_t)n : 0, &req, why, sizeof(why)) < 0) {
+		snprintf(out, sizeof(out), "error: %s\n", why);
+		control_reply(fd, out);
+	} else if (req.command == CTL_STATUS) {
 		status_text(s, out, sizeof(out));
 		control_reply(fd, out);
-	} else if (strcmp(line, "status json") == 0) {
+	} else if (req.command == CTL_STATUS_JSON) {
 		json_t *j = status_json(s);
 		char *txt = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 		control_reply(fd, txt ? txt : "{}");
 		control_reply(fd, "\n");
 		free(txt);
 		json_decref(j);
-	} else if (strncmp(line, "scale ", 6) == 0) {
-		char pool[32], arg[32];
-		int pid = -1;
-		if (sscanf(line + 6, "%31s %31s", pool, arg) != 2 ||
-		    (pid = pool_by_name(pool)) < 0 || !pool_scalable(pid)) {
+	} else {
+		int pid = pool_by_name(req.pool);
+		if (pid < 0 || !pool_scalable(pid)) {
 			control_reply(fd, "error: usage: scale consumer|etl_loader +1|-1|N\n");
 		} else {
 			struct pool *cp = &s->pools[pid];
-			char *end;
-			long v = strtol(arg, &end, 10);
-			long target = (arg[0] == '+' || arg[0] == '-') ? cp->want + v : v;
-			if (*end != '\0' || end == arg) {
-				control_reply(fd, "error: not a number\n");
-			} else if (target < cp->min || target > cp->max) {
-				snprintf(out, sizeof(out), "error: %ld is outside [min %d, max %d]\n",
-				    target, cp->min, cp->max);
+			/* the parser bounded the number: no overflow (issue 15) */
+			int64_t target = ctl_scale_target(&req, cp->want);
+			if (target < cp->min || target > cp->max) {
+				snprintf(out, sizeof(out), "error: %" PRId64 " is outside "
+				    "[min %d, max %d]\n", target, cp->min, cp->max);
 				control_reply(fd, out);
 			} else {
-				log_info("control: scaling the %s pool %d -> %ld", pool,
-				    cp->want, target);
+				log_info("control: scaling the %s pool %d -> %" PRId64,
+				    req.pool, cp->want, target);
 				cp->want = (int)target;
-				snprintf(out, sizeof(out), "ok: %s %ld\n", pool, target);
+				snprintf(out, sizeof(out), "ok: %s %" PRId64 "\n", req.pool,
+				    target);
 				control_reply(fd, out);
 			}
 		}
-	} else {
-		control_reply(fd, "error: commands: status | status json | "
-		    "scale consumer|etl_loader +1|-1|N\n");
 	}
 	close(fd);
 }

@@ -306,6 +306,35 @@ main(void)
 	    strstr(err, "/nonexistent/x.conf: cannot read") == err,
 	    "an unreadable file is named");
 
+	/* A value quoted in an error keeps the error on one line (found by
+	 * tests/fuzz/fuzz_config.c: a string spanning lines was copied as is). */
+	check_error("nl.conf", BASE "rules = {\n  min_dob = \"2007-01-01\n\tx\\\"\";\n};\n",
+	    "nl.conf:8: rules.min_dob: \"2007-01-01\\n\\tx\\\"\" is not a date");
+	check_error("ctl.conf", BASE "log = {\n  level = \"a\\x01b\";\n};\n",
+	    "ctl.conf:8: log.level: \"a\\x01b\" is not one of debug, info, warn, error");
+	check_error("long.conf", BASE "supervisor = {\n  scale_pool = "
+	    "\"0123456789012345678901234567890123456789012345678901234567890123456789\";\n};\n",
+	    "long.conf:8: supervisor.scale_pool: "
+	    "\"0123456789012345678901234567890123456789012345678901234567890123...\" is not");
+	check_error("utf8cut.conf", BASE "log = {\n  level = "
+	    "\"012345678901234567890123456789012345678901234567890123456789012\xc3\xa9\";\n};\n",
+	    "utf8cut.conf:8: log.level: "
+	    "\"012345678901234567890123456789012345678901234567890123456789012...\" is not");
+
+	/* cfg_load_string: the same checks on a text, named as given */
+	cfg = cfg_load_string(BASE, "mem.conf", err, sizeof(err));
+	ok(cfg != NULL && strcmp(cfg->path, "mem.conf") == 0 &&
+	    strcmp(cfg->brokers, "b1:9092") == 0 && cfg->partitions == 8,
+	    "cfg_load_string loads a text and names it");
+	cfg_free(cfg);
+	ok(cfg_load_string(BASE "consumer = {\n  max = 9;\n};\n", "mem.conf", err,
+	    sizeof(err)) == NULL && strcmp(err, "mem.conf:8: consumer.max: 9 is above "
+	    "kafka.partitions 8 (a consumer beyond the partition count would sit idle)") == 0,
+	    "cfg_load_string: an error names the given name and the line");
+	ok(cfg_load_string("kafka = {\n  brokers = ;\n};\n", "mem.conf", err,
+	    sizeof(err)) == NULL && starts_with(err, "mem.conf:2: syntax error"),
+	    "cfg_load_string: a syntax error names the given name and the line");
+
 	ok(cfg_parse_date("1970-01-01", &days) == 0 && days == 0, "1970-01-01 is day 0");
 	ok(cfg_parse_date("2007-01-01", &days) == 0 && days == 13514, "2007-01-01 is day 13514");
 	ok(cfg_parse_date("1969-12-31", &days) == 0 && days == -1, "1969-12-31 is day -1");

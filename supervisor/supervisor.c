@@ -124,6 +124,16 @@ struct pool {
 	int ncrash;
 };
 
+#define MAX_CLIENTS 16
+#define CTL_IDLE_S 2.0
+
+struct client {
+	int fd;
+	double since;		/* accepted at (monotonic) */
+	char buf[256];		/* the request so far */
+	size_t len;
+};
+
 struct sup {
 	struct cfg *cfg;
 	const char *conf_path;
@@ -132,6 +142,7 @@ struct sup {
 	char notify_path[PATH_MAX];
 	char control_path[PATH_MAX];
 	int sfd, nfd, cfd;
+	struct client clients[MAX_CLIENTS];	/* control clients; fd -1: free */
 	int lockfd;		/* flock of runtime_dir/pgrelayd.lock */
 	int locked_out;		/* another pgrelayd holds it */
 	sigset_t oldmask;
@@ -1033,21 +1044,21 @@ control_reply(int fd, const char *text)
 	}
 }
 
+/* Answers one request and closes the client.  The reply (16 KB at most)
+ * fits a unix socket's send buffer; a client that does not read it within
+ * 200 ms loses it, and pgrelayd waits no longer. */
 static void
-handle_control(struct sup *s)
+answer_control(struct sup *s, int fd, const char *line, size_t n)
 {
-	int fd = accept4(s->cfd, NULL, NULL, SOCK_CLOEXEC);
-	char line[256] = "", out[16384], why[160];
+	char out[16384], why[160];
 	struct timeval tv = { 0, 200000 };
 	struct ctl_request req;
-	ssize_t n;
+	int flags = fcntl(fd, F_GETFL);
 
-	if (fd < 0)
-		return;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (flags >= 0)
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	n = read(fd, line, sizeof(line) - 1);
-	if (ctl_parse_request(line, n > 0 ? (size_t)n : 0, &req, why, sizeof(why)) < 0) {
+	if (ctl_parse_request(line, n, &req, why, sizeof(why)) < 0) {
 		snprintf(out, sizeof(out), "error: %s\n", why);
 		control_reply(fd, out);
 	} else if (req.command == CTL_STATUS) {
@@ -1085,6 +1096,59 @@ handle_control(struct sup *s)
 	close(fd);
 }
 
+/* Control clients: each is read without blocking, in the one poll(), until
+ * its request's newline (or EOF, or a full buffer); one that sends nothing
+ * for CTL_IDLE_S is dropped.  So idle or slow clients never stall the
+ * loop (they used to hold it 200 ms each). */
+static void
+accept_control(struct sup *s)
+{
+	int fd;
+
+	while ((fd = accept4(s->cfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		int i = 0;
+
+		while (i < MAX_CLIENTS && s->clients[i].fd >= 0)
+			i++;
+		if (i == MAX_CLIENTS) {
+			control_reply(fd, "error: too many control clients at once\n");
+			close(fd);
+			continue;
+		}
+		s->clients[i] = (struct client){ .fd = fd, .since = mono_now() };
+	}
+}
+
+static void
+read_control(struct sup *s, struct client *c)
+{
+	ssize_t n = read(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0)
+		c->len += (size_t)n;
+	if (n > 0 && memchr(c->buf, '\n', c->len) == NULL &&
+	    c->len < sizeof(c->buf) - 1)
+		return;		/* more to come */
+	answer_control(s, c->fd, c->buf, c->len);
+	c->fd = -1;
+}
+
+static void
+expire_control(struct sup *s)
+{
+	double now = mono_now();
+
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = &s->clients[i];
+		if (c->fd >= 0 && now - c->since > CTL_IDLE_S) {
+			close(c->fd);
+			c->fd = -1;
+		}
+	}
+}
+
 /* ---- main loop ------------------------------------------------------------ */
 
 static int
@@ -1107,15 +1171,19 @@ pipeline_dead(const struct sup *s)
 static int
 supervise(struct sup *s)
 {
-	struct pollfd pfd[3] = {
+	struct pollfd pfd[3 + MAX_CLIENTS] = {
 		{ .fd = s->sfd, .events = POLLIN },
 		{ .fd = s->nfd, .events = POLLIN },
 		{ .fd = s->cfd, .events = POLLIN },
 	};
 
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		s->clients[i].fd = -1;
 	reconcile(s);
 	for (;;) {
-		int r = poll(pfd, 3, 200);
+		for (int i = 0; i < MAX_CLIENTS; i++)
+			pfd[3 + i] = (struct pollfd){ .fd = s->clients[i].fd, .events = POLLIN };
+		int r = poll(pfd, 3 + MAX_CLIENTS, 200);
 
 		if (r < 0 && errno != EINTR) {
 			log_error("poll: %s", strerror(errno));
@@ -1134,8 +1202,13 @@ supervise(struct sup *s)
 		reconcile(s);
 		process_watchdog(s);
 		notify_status(s);
+		for (int i = 0; i < MAX_CLIENTS; i++)
+			if (pfd[3 + i].fd >= 0 && pfd[3 + i].revents != 0 &&
+			    s->clients[i].fd == pfd[3 + i].fd)
+				read_control(s, &s->clients[i]);
 		if (pfd[2].revents & POLLIN)
-			handle_control(s);
+			accept_control(s);
+		expire_control(s);
 
 		if (!s->shutting_down && pipeline_dead(s)) {
 			log_error("the pipeline cannot run with a stopped pool; stopping "

@@ -21,6 +21,31 @@ is "$?" 1 "a second pgrelayd on the same runtime_dir exits 1"
 grep -q "another pgrelayd (pid ${T_PIDS[s1]}) runs with the runtime directory $T_DIR/run" "$T_DIR/second.out"
 ok $? "naming the running one's pid" || sed 's/^/#   /' "$T_DIR/second.out" >&2
 consumer=$(child_pids consumer)
+
+# The control socket: idle clients do not stall pgrelayd's loop, and a
+# number past any pool size is refused, not added (a signed overflow).
+python3 -c '
+import socket, sys, time
+held = []
+for i in range(10):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(sys.argv[1])
+    held.append(c)
+print("connected", flush=True)
+time.sleep(4)
+' "$T_DIR/run/pgrelayd.sock" > "$T_DIR/idle.out" 2>&1 &
+idle=$!
+wait_until 5 'grep -q connected "$T_DIR/idle.out"'
+t0=$(date +%s%N)
+sup_status > /dev/null
+rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+ok "$([ $rc -eq 0 ] && [ "$ms" -lt 1000 ]; echo $?)" "status answers in ${ms} ms with 10 idle clients connected (under 1 s; each held the loop 200 ms)"
+wait "$idle"
+"$BIN/pgrelayctl" -s "$T_DIR/run/pgrelayd.sock" scale consumer +9223372036854775807 > "$T_DIR/scale.out" 2>&1
+is "$?" 1 "scale consumer +9223372036854775807 is refused"
+grep -q "^error:" "$T_DIR/scale.out" && kill -0 "${T_PIDS[s1]}"
+ok $? "with an error, and pgrelayd lives on ($(head -c 80 "$T_DIR/scale.out"))"
 sleep $((T_WATCHDOG * 2))
 sup_status >/dev/null 2>&1
 ok $? "the first one's control socket still answers"

@@ -10,8 +10,15 @@
 PREFIX   ?= /usr/local
 BINDIR   ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
+LOCALSTATEDIR ?= /var
+SPOOLDIR ?= $(LOCALSTATEDIR)/spool/pgrelay
 DATADIR  ?= $(PREFIX)/share/pgrelay
+DOCDIR   ?= $(PREFIX)/share/doc/pgrelay
+MANDIR   ?= $(PREFIX)/share/man
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+CONFFILE := $(SYSCONFDIR)/pgrelay/pgrelay.conf
 
 CC       ?= cc
 PKGS     := rdkafka libpq libconfig libsystemd jansson libcrypto
@@ -40,9 +47,15 @@ PROGRAMS   := $(WORKERS:%=$(BUILD)/pgrelay-%) $(BUILD)/pgrelayd $(BUILD)/pgrelay
 BENCH      := $(BUILD)/loadgen $(BUILD)/direct
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Manual pages: NAME.SECTION.in with the @DIR@ paths open (install fills
+# them in for its own directories), and the pages for this build's paths.
+MAN_IN     := $(BUILD)/man/pgrelayd.8.in $(BUILD)/man/pgrelayctl.1.in \
+              $(BUILD)/man/pgrelay.conf.5.in
+MAN_PAGES  := $(BUILD)/man/man8/pgrelayd.8 $(BUILD)/man/man1/pgrelayctl.1 \
+              $(BUILD)/man/man5/pgrelay.conf.5
 
 .PHONY: all check check-unit check-integration install clean san bench
-all: $(PROGRAMS) $(UNIT_BIN) $(BENCH)
+all: $(PROGRAMS) $(UNIT_BIN) $(BENCH) $(MAN_PAGES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,6 +83,40 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libpgrelay.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
 
+# pgrelay.conf(5)'s keys: config.c's schema (printed by cfgkeys, a build
+# tool) with the meaning of each from etc/pgrelay.conf's comments;
+# mkconfman.awk fails when the two disagree.
+$(BUILD)/cfgkeys: $(BUILD)/man/cfgkeys.o $(BUILD)/libpgrelay.a
+	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/man/keys.tsv: $(BUILD)/cfgkeys
+	$< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/man/pgrelay.conf.5.in: man/pgrelay.conf.5.in man/mkconfman.awk \
+    $(BUILD)/man/keys.tsv etc/pgrelay.conf
+	awk -f man/mkconfman.awk $(BUILD)/man/keys.tsv etc/pgrelay.conf $< > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/man/pgrelayd.8.in $(BUILD)/man/pgrelayctl.1.in: $(BUILD)/man/%: man/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# The paths a page names, for the directories of this make.
+MAN_SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+    -e 's|@SPOOLDIR@|$(SPOOLDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+    -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|@SYSUSERSDIR@|$(SYSUSERSDIR)|g' \
+    -e 's|@TMPFILESDIR@|$(TMPFILESDIR)|g'
+
+$(BUILD)/man/man1/%: $(BUILD)/man/%.in
+	@mkdir -p $(dir $@)
+	$(MAN_SUBST) $< > $@
+$(BUILD)/man/man5/%: $(BUILD)/man/%.in
+	@mkdir -p $(dir $@)
+	$(MAN_SUBST) $< > $@
+$(BUILD)/man/man8/%: $(BUILD)/man/%.in
+	@mkdir -p $(dir $@)
+	$(MAN_SUBST) $< > $@
+
 san:
 	$(MAKE) SAN=1 all
 
@@ -91,9 +138,6 @@ check: all
 
 bench: all
 	bench/run
-
-SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
-DOCDIR   ?= $(PREFIX)/share/doc/pgrelay
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/pgrelay \

@@ -4,7 +4,9 @@
 #   make SAN=1        the same with AddressSanitizer + UBSan, into build-san/
 #   make check        unit tests (plain and sanitized) and integration tests
 #                     (sanitized binaries) against the local stack
-#   make install      PREFIX=/usr/local DESTDIR=
+#   make install      PREFIX=/usr/local SYSCONFDIR=/etc LOCALSTATEDIR=/var DESTDIR=
+#                     (then, on the host that runs it: systemd-sysusers and
+#                     systemd-tmpfiles --create; README, Install)
 #   make clean
 
 PREFIX   ?= /usr/local
@@ -139,20 +141,57 @@ check: all
 bench: all
 	bench/run
 
+# The unit, the tmpfiles.d file and the config in the tree name the default
+# paths; these become the directories of this install.
+PATH_SUBST = sed -e 's|/usr/local/bin/|$(BINDIR)/|g' \
+    -e 's|/etc/pgrelay/|$(SYSCONFDIR)/pgrelay/|g' \
+    -e 's|/var/spool/pgrelay|$(SPOOLDIR)|g' \
+    -e 's|/usr/local/share/doc/pgrelay|$(DOCDIR)|g'
+STAGE := $(BUILD)/install
+
+# The config is root:pgrelay 0640, so that the service's user reads it and
+# no one else does.  The group is set here when it exists (as root); when it
+# does not yet (a package built before its user, a host without it), the
+# tmpfiles.d line sets it in the post-install step, and at every boot.  An
+# existing config is kept; the shipped one goes to DOCDIR as an example.
 install: all
+	rm -rf $(STAGE) && mkdir -p $(STAGE)
+	$(PATH_SUBST) systemd/pgrelay.service > $(STAGE)/pgrelay.service
+	$(PATH_SUBST) systemd/pgrelay.tmpfiles > $(STAGE)/pgrelay.tmpfiles
+	$(PATH_SUBST) etc/pgrelay.conf > $(STAGE)/pgrelay.conf
+	for f in $(MAN_IN); do $(MAN_SUBST) $$f > $(STAGE)/$$(basename $$f .in); done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/pgrelay \
 	    $(DESTDIR)$(DATADIR)/sql/source $(DESTDIR)$(DATADIR)/sql/target \
-	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
-	test -e $(DESTDIR)$(SYSCONFDIR)/pgrelay/pgrelay.conf || \
-	    install -m 0640 etc/pgrelay.conf $(DESTDIR)$(SYSCONFDIR)/pgrelay/pgrelay.conf
+	@if [ -e '$(DESTDIR)$(CONFFILE)' ]; then \
+	    echo "make install: $(DESTDIR)$(CONFFILE) exists: kept (the shipped one is $(DOCDIR)/pgrelay.conf.example)"; \
+	else \
+	    echo "install -m 0640 $(STAGE)/pgrelay.conf $(DESTDIR)$(CONFFILE)"; \
+	    install -m 0640 $(STAGE)/pgrelay.conf '$(DESTDIR)$(CONFFILE)'; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && getent group pgrelay >/dev/null; then \
+	    echo "chgrp pgrelay $(DESTDIR)$(CONFFILE); chmod 0640 $(DESTDIR)$(CONFFILE)"; \
+	    chgrp pgrelay '$(DESTDIR)$(CONFFILE)' && chmod 0640 '$(DESTDIR)$(CONFFILE)'; \
+	else \
+	    echo "make install: no group pgrelay (yet), or not root: $(CONFFILE) is left in group $$(stat -c %G '$(DESTDIR)$(CONFFILE)'); systemd-tmpfiles --create makes it root:pgrelay 0640"; \
+	fi
+	install -m 0644 $(STAGE)/pgrelay.conf $(DESTDIR)$(DOCDIR)/pgrelay.conf.example
 	install -m 0644 sql/source/*.sql $(DESTDIR)$(DATADIR)/sql/source/
 	install -m 0644 sql/target/*.sql $(DESTDIR)$(DATADIR)/sql/target/
-	sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/etc/pgrelay/|$(SYSCONFDIR)/pgrelay/|g' \
-	    systemd/pgrelay.service > $(DESTDIR)$(UNITDIR)/pgrelay.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/pgrelay.service
+	install -m 0644 $(STAGE)/pgrelay.service $(DESTDIR)$(UNITDIR)/pgrelay.service
 	install -m 0644 systemd/pgrelay.sysusers $(DESTDIR)$(SYSUSERSDIR)/pgrelay.conf
+	install -m 0644 $(STAGE)/pgrelay.tmpfiles $(DESTDIR)$(TMPFILESDIR)/pgrelay.conf
+	install -m 0644 $(STAGE)/pgrelayd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(STAGE)/pgrelayctl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(STAGE)/pgrelay.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	@echo "make install: done.  On the host that runs pgrelay, as root (a package's post-install):"
+	@echo "  systemd-sysusers $(SYSUSERSDIR)/pgrelay.conf        # the user and group pgrelay"
+	@echo "  systemd-tmpfiles --create $(TMPFILESDIR)/pgrelay.conf  # the ETL spool; the config root:pgrelay 0640"
+	@echo "  systemctl daemon-reload && systemctl enable --now pgrelay"
 
 clean:
 	rm -rf build build-san

@@ -79,8 +79,8 @@ rw_covers() {
 
 group_before=no
 getent group pgrelay >/dev/null && group_before=yes
-make -C "$ROOT" -s $SAN install DESTDIR="$R" PREFIX=$P > "$T_DIR/install.out" 2>&1
-is "$?" 0 "make $SAN install DESTDIR=... PREFIX=$P succeeds as root" ||
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C "$ROOT" -s $SAN install DESTDIR="$R" PREFIX=$P > "$T_DIR/install.out" 2>&1
+is "$?" 0 "make ${SAN:+$SAN }install DESTDIR=... PREFIX=$P succeeds as root" ||
 	sed 's/^/#   /' "$T_DIR/install.out" | tail -n 5 >&2
 
 UNIT=$R$P/lib/systemd/system/pgrelay.service
@@ -120,13 +120,14 @@ is "$(stat -c '%U:%G %a' "$CONF" 2>/dev/null)" "$want_owner" \
     "make install leaves the config $want_owner (group pgrelay existed: $group_before)"
 
 if getent passwd "$SVC_USER" >/dev/null; then
-	diag "user $SVC_USER exists already: used, and left in place"
+	how="there before: used, and left in place"
 else
 	systemd-sysusers "$SYSUSERS" > "$T_DIR/sysusers.out" 2>&1
 	getent passwd "$SVC_USER" >/dev/null && CREATED_USER=$SVC_USER
+	how="made by systemd-sysusers from the installed file"
 fi
 getent passwd "$SVC_USER" >/dev/null && getent group "$SVC_GROUP" >/dev/null
-ok $? "user and group $SVC_USER exist, made from the installed sysusers file"
+ok $? "user and group $SVC_USER exist ($how)"
 
 reroot < "$TMPFILES" > "$T_DIR/tmpfiles.conf" 2>/dev/null
 systemd-tmpfiles --create "$T_DIR/tmpfiles.conf" > "$T_DIR/tmpfiles.out" 2>&1
@@ -147,11 +148,17 @@ mkdir -p "$T_DIR/run"
 RTD=$T_DIR/run/${RTD_NAME:-pgrelay}
 install -d -o "$SVC_USER" -g "$SVC_GROUP" -m "${RTD_MODE:-0755}" "$RTD"
 ENV_FILE=$(unit_get "$UNIT" EnvironmentFile | reroot)
-# The local stack's brokers and DSNs, where an operator would put them.
+# The local stack's brokers and DSNs where an operator puts them (README,
+# Install): the environment file, read by systemd as root, and the
+# password in a passfile of the service's user (libpq wants it 0600).
+PASSFILE=$(dirname "$CONF")/pgpass
+dsn_for_service() { sed -E "s#passfile=[^ ]*#passfile=$PASSFILE#" <<< "$1"; }
+pf=$(sed -nE 's/.*passfile=([^ ]*).*/\1/p' <<< "$PGRELAY_SOURCE_DSN")
+[ -z "$pf" ] || install -o "$SVC_USER" -g "$SVC_GROUP" -m 0600 "$pf" "$PASSFILE"
 cat > "$ENV_FILE" <<ENV
 PGRELAY_KAFKA_BROKERS="$PGRELAY_KAFKA_BROKERS"
-PGRELAY_SOURCE_DSN="$PGRELAY_SOURCE_DSN"
-PGRELAY_TARGET_DSN="$PGRELAY_TARGET_DSN"
+PGRELAY_SOURCE_DSN="$(dsn_for_service "$PGRELAY_SOURCE_DSN")"
+PGRELAY_TARGET_DSN="$(dsn_for_service "$PGRELAY_TARGET_DSN")"
 ENV
 SVC_ENV=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 	HOME="$(getent passwd "$SVC_USER" | cut -d: -f6)" USER="$SVC_USER"
@@ -267,10 +274,20 @@ ok "$([ "$(echo "$keys" | wc -l)" -ge 45 ] && [ -z "$missing" ]; echo $?)" \
     "pgrelay.conf(5) names each of config.c's $(echo "$keys" | wc -w) keys and $(echo "$envs" | wc -w) environment overrides" ||
 	diag "missing:$missing"
 
+# Every option the programs' own usage names is in their page.
+missing=
+for pp in pgrelayd:man8/pgrelayd.8 pgrelayctl:man1/pgrelayctl.1; do
+	LC_ALL=C.UTF-8 MANWIDTH=200 man -l "$MAN/${pp#*:}" > "$T_DIR/page.txt" 2>/dev/null
+	for o in -h $("$R$P/bin/${pp%%:*}" -h 2>&1 | grep -oE -- '(^|[ [])--?[a-z]+' | tr -d ' ['); do
+		grep -qE -- "(^| )$o( |$|,)" "$T_DIR/page.txt" || missing="$missing ${pp%%:*}:$o"
+	done
+done
+is "$missing" "" "pgrelayd(8) and pgrelayctl(1) name every option of their usage"
+
 # ---- other PREFIX, SYSCONFDIR, LOCALSTATEDIR --------------------------------------
 
 A=$T_DIR/alt
-make -C "$ROOT" -s $SAN install DESTDIR="$A" PREFIX=/opt/pgrelay SYSCONFDIR=/etc/opt \
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -C "$ROOT" -s $SAN install DESTDIR="$A" PREFIX=/opt/pgrelay SYSCONFDIR=/etc/opt \
     LOCALSTATEDIR=/var/opt > "$T_DIR/install-alt.out" 2>&1
 is "$?" 0 "make install PREFIX=/opt/pgrelay SYSCONFDIR=/etc/opt LOCALSTATEDIR=/var/opt"
 AUNIT=$A/opt/pgrelay/lib/systemd/system/pgrelay.service
@@ -284,8 +301,13 @@ grep -q " $aspool " "$A/opt/pgrelay/lib/tmpfiles.d/pgrelay.conf" 2>/dev/null &&
     grep -q "^z /etc/opt/pgrelay/pgrelay.conf " "$A/opt/pgrelay/lib/tmpfiles.d/pgrelay.conf"
 ok $? "the tmpfiles.d lines make that spool and set the config's group there"
 left=$(grep -lE '/usr/local|/etc/pgrelay|/var/spool' "$AUNIT" \
-    "$A/opt/pgrelay/lib/tmpfiles.d/pgrelay.conf" "$A/etc/opt/pgrelay/pgrelay.conf" \
-    "$A"/opt/pgrelay/share/man/man*/* 2>&1)
-is "$left" "" "no default path is left in the unit, tmpfiles.d file, config or man pages"
+    "$A/opt/pgrelay/lib/tmpfiles.d/pgrelay.conf" "$A/etc/opt/pgrelay/pgrelay.conf" 2>&1)
+is "$left" "" "no default path is left in the unit, the tmpfiles.d file or the config"
+# The man pages name the installed paths; pgrelay.conf(5) also gives
+# etl.spool_dir's compiled default, which no install changes.
+left=$(grep -lE '/usr/local|/etc/pgrelay' "$A"/opt/pgrelay/share/man/man*/* 2>&1)
+grep -q '^\.I /etc/opt/pgrelay/pgrelay.conf$' "$A/opt/pgrelay/share/man/man8/pgrelayd.8" &&
+    grep -q '^\.I /var/opt/spool/pgrelay/etl$' "$A/opt/pgrelay/share/man/man8/pgrelayd.8"
+is "$?|$left" "0|" "the man pages name the config and the spool where they were installed, and no default path"
 
 done_testing

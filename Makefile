@@ -6,14 +6,23 @@
 #                     (sanitized binaries) against the local stack
 #   make fuzz         libFuzzer targets (clang, ASan+UBSan) into build-fuzz/
 #   make fuzz-run     run each for FUZZ_SECONDS (10) on a copy of its corpus
-#   make install      PREFIX=/usr/local DESTDIR=
+#   make install      PREFIX=/usr/local SYSCONFDIR=/etc LOCALSTATEDIR=/var DESTDIR=
+#                     (then, on the host that runs it: systemd-sysusers and
+#                     systemd-tmpfiles --create; README, Install)
 #   make clean
 
 PREFIX   ?= /usr/local
 BINDIR   ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
+LOCALSTATEDIR ?= /var
+SPOOLDIR ?= $(LOCALSTATEDIR)/spool/pgrelay
 DATADIR  ?= $(PREFIX)/share/pgrelay
+DOCDIR   ?= $(PREFIX)/share/doc/pgrelay
+MANDIR   ?= $(PREFIX)/share/man
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+CONFFILE := $(SYSCONFDIR)/pgrelay/pgrelay.conf
 
 CC       ?= cc
 PKGS     := rdkafka libpq libconfig libsystemd jansson libcrypto
@@ -42,9 +51,15 @@ PROGRAMS   := $(WORKERS:%=$(BUILD)/pgrelay-%) $(BUILD)/pgrelayd $(BUILD)/pgrelay
 BENCH      := $(BUILD)/loadgen $(BUILD)/direct
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Manual pages: NAME.SECTION.in with the @DIR@ paths open (install fills
+# them in for its own directories), and the pages for this build's paths.
+MAN_IN     := $(BUILD)/man/pgrelayd.8.in $(BUILD)/man/pgrelayctl.1.in \
+              $(BUILD)/man/pgrelay.conf.5.in
+MAN_PAGES  := $(BUILD)/man/man8/pgrelayd.8 $(BUILD)/man/man1/pgrelayctl.1 \
+              $(BUILD)/man/man5/pgrelay.conf.5
 
 .PHONY: all check check-unit check-integration install clean san bench fuzz fuzz-run
-all: $(PROGRAMS) $(UNIT_BIN) $(BENCH)
+all: $(PROGRAMS) $(UNIT_BIN) $(BENCH) $(MAN_PAGES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -71,6 +86,40 @@ $(BUILD)/direct: $(BUILD)/bench/direct.o
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libpgrelay.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+# pgrelay.conf(5)'s keys: config.c's schema (printed by cfgkeys, a build
+# tool) with the meaning of each from etc/pgrelay.conf's comments;
+# mkconfman.awk fails when the two disagree.
+$(BUILD)/cfgkeys: $(BUILD)/man/cfgkeys.o $(BUILD)/libpgrelay.a
+	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
+
+$(BUILD)/man/keys.tsv: $(BUILD)/cfgkeys
+	$< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/man/pgrelay.conf.5.in: man/pgrelay.conf.5.in man/mkconfman.awk \
+    $(BUILD)/man/keys.tsv etc/pgrelay.conf
+	awk -f man/mkconfman.awk $(BUILD)/man/keys.tsv etc/pgrelay.conf $< > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/man/pgrelayd.8.in $(BUILD)/man/pgrelayctl.1.in: $(BUILD)/man/%: man/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# The paths a page names, for the directories of this make.
+MAN_SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+    -e 's|@SPOOLDIR@|$(SPOOLDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+    -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|@SYSUSERSDIR@|$(SYSUSERSDIR)|g' \
+    -e 's|@TMPFILESDIR@|$(TMPFILESDIR)|g'
+
+$(BUILD)/man/man1/%: $(BUILD)/man/%.in
+	@mkdir -p $(dir $@)
+	$(MAN_SUBST) $< > $@
+$(BUILD)/man/man5/%: $(BUILD)/man/%.in
+	@mkdir -p $(dir $@)
+	$(MAN_SUBST) $< > $@
+$(BUILD)/man/man8/%: $(BUILD)/man/%.in
+	@mkdir -p $(dir $@)
+	$(MAN_SUBST) $< > $@
 
 san:
 	$(MAKE) SAN=1 all
@@ -125,23 +174,57 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libpgrelay
 fuzz-run: fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) prove -v --exec '' tests/fuzz/run :: $(FUZZ_TARGETS)
 
-SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
-DOCDIR   ?= $(PREFIX)/share/doc/pgrelay
+# The unit, the tmpfiles.d file and the config in the tree name the default
+# paths; these become the directories of this install.
+PATH_SUBST = sed -e 's|/usr/local/bin/|$(BINDIR)/|g' \
+    -e 's|/etc/pgrelay/|$(SYSCONFDIR)/pgrelay/|g' \
+    -e 's|/var/spool/pgrelay|$(SPOOLDIR)|g' \
+    -e 's|/usr/local/share/doc/pgrelay|$(DOCDIR)|g'
+STAGE := $(BUILD)/install
 
+# The config is root:pgrelay 0640, so that the service's user reads it and
+# no one else does.  The group is set here when it exists (as root); when it
+# does not yet (a package built before its user, a host without it), the
+# tmpfiles.d line sets it in the post-install step, and at every boot.  An
+# existing config is kept; the shipped one goes to DOCDIR as an example.
 install: all
+	rm -rf $(STAGE) && mkdir -p $(STAGE)
+	$(PATH_SUBST) systemd/pgrelay.service > $(STAGE)/pgrelay.service
+	$(PATH_SUBST) systemd/pgrelay.tmpfiles > $(STAGE)/pgrelay.tmpfiles
+	$(PATH_SUBST) etc/pgrelay.conf > $(STAGE)/pgrelay.conf
+	for f in $(MAN_IN); do $(MAN_SUBST) $$f > $(STAGE)/$$(basename $$f .in); done
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/pgrelay \
 	    $(DESTDIR)$(DATADIR)/sql/source $(DESTDIR)$(DATADIR)/sql/target \
-	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
-	test -e $(DESTDIR)$(SYSCONFDIR)/pgrelay/pgrelay.conf || \
-	    install -m 0640 etc/pgrelay.conf $(DESTDIR)$(SYSCONFDIR)/pgrelay/pgrelay.conf
+	@if [ -e '$(DESTDIR)$(CONFFILE)' ]; then \
+	    echo "make install: $(DESTDIR)$(CONFFILE) exists: kept (the shipped one is $(DOCDIR)/pgrelay.conf.example)"; \
+	else \
+	    echo "install -m 0640 $(STAGE)/pgrelay.conf $(DESTDIR)$(CONFFILE)"; \
+	    install -m 0640 $(STAGE)/pgrelay.conf '$(DESTDIR)$(CONFFILE)'; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && getent group pgrelay >/dev/null; then \
+	    echo "chgrp pgrelay $(DESTDIR)$(CONFFILE); chmod 0640 $(DESTDIR)$(CONFFILE)"; \
+	    chgrp pgrelay '$(DESTDIR)$(CONFFILE)' && chmod 0640 '$(DESTDIR)$(CONFFILE)'; \
+	else \
+	    echo "make install: no group pgrelay (yet), or not root: $(CONFFILE) is left in group $$(stat -c %G '$(DESTDIR)$(CONFFILE)'); systemd-tmpfiles --create makes it root:pgrelay 0640"; \
+	fi
+	install -m 0644 $(STAGE)/pgrelay.conf $(DESTDIR)$(DOCDIR)/pgrelay.conf.example
 	install -m 0644 sql/source/*.sql $(DESTDIR)$(DATADIR)/sql/source/
 	install -m 0644 sql/target/*.sql $(DESTDIR)$(DATADIR)/sql/target/
-	sed 's|/usr/local/bin/|$(BINDIR)/|g; s|/etc/pgrelay/|$(SYSCONFDIR)/pgrelay/|g' \
-	    systemd/pgrelay.service > $(DESTDIR)$(UNITDIR)/pgrelay.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/pgrelay.service
+	install -m 0644 $(STAGE)/pgrelay.service $(DESTDIR)$(UNITDIR)/pgrelay.service
 	install -m 0644 systemd/pgrelay.sysusers $(DESTDIR)$(SYSUSERSDIR)/pgrelay.conf
+	install -m 0644 $(STAGE)/pgrelay.tmpfiles $(DESTDIR)$(TMPFILESDIR)/pgrelay.conf
+	install -m 0644 $(STAGE)/pgrelayd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(STAGE)/pgrelayctl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(STAGE)/pgrelay.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	@echo "make install: done.  On the host that runs pgrelay, as root (a package's post-install):"
+	@echo "  systemd-sysusers $(SYSUSERSDIR)/pgrelay.conf        # the user and group pgrelay"
+	@echo "  systemd-tmpfiles --create $(TMPFILESDIR)/pgrelay.conf  # the ETL spool; the config root:pgrelay 0640"
+	@echo "  systemctl daemon-reload && systemctl enable --now pgrelay"
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -491,6 +491,25 @@ cfg_free(struct cfg *cfg)
 	free(cfg);
 }
 
+int
+cfg_schema_key(size_t i, struct cfg_key_info *ki)
+{
+	static const char *const type_names[] = {
+		[CFG_T_STRING] = "string", [CFG_T_INT] = "integer",
+		[CFG_T_INT64] = "integer", [CFG_T_BOOL] = "boolean",
+	};
+
+	if (i >= NKEYS)
+		return -1;
+	const struct cfg_key *k = &cfg_schema[i];
+	*ki = (struct cfg_key_info){
+		.group = k->group, .name = k->name, .type = type_names[k->type],
+		.required = k->required, .def_str = k->def_str, .def_int = k->def_int,
+		.min = k->min, .max = k->max, .env = k->env,
+	};
+	return 0;
+}
+
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
 static int64_t
 days_from_civil(int64_t y, unsigned m, unsigned d)

@@ -107,6 +107,24 @@ struct cfg *cfg_load_string(const char *text, const char *name, char *err,
 
 void cfg_free(struct cfg *cfg);
 
+/* One key of the schema as documentation sees it: man/cfgkeys.c prints
+ * them all, and pgrelay.conf(5) is made from that list (with the example
+ * file's comments).  Every pointer is static. */
+struct cfg_key_info {
+	const char *group;
+	const char *name;
+	const char *type;	/* "string", "integer" or "boolean" */
+	int required;		/* must be in the file or the environment */
+	const char *def_str;	/* a string's default; NULL: none */
+	long long def_int;	/* an integer's or boolean's default */
+	long long min, max;	/* an integer's range */
+	const char *env;	/* the variable overriding the key, or NULL */
+};
+
+/* The i-th key of the schema, in the table's order: 0, or -1 past the
+ * last one. */
+int cfg_schema_key(size_t i, struct cfg_key_info *ki);
+
 /* Parses "YYYY-MM-DD" into days since 1970-01-01; -1 if not a valid date. */
 int cfg_parse_date(const char *s, int32_t *days);
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The unit file: systemd-analyze verify accepts it (with ExecStart pointed
-# at this build), and systemd-analyze security scores it at 2.0 or below.
+# at this build, and its Documentation= man pages found among this
+# build's), and systemd-analyze security scores it at 2.0 or below.  Test
+# 75 does the same for the unit make install writes.
 . "$(dirname "$0")/lib.sh"
 
 sed -e "s|/usr/local/bin/|$BIN/|g" "$ROOT/systemd/pgrelay.service" > "$T_DIR/pgrelay.service"
-out=$(systemd-analyze verify "$T_DIR/pgrelay.service" 2>&1)
+out=$(MANPATH=$BIN/man systemd-analyze verify "$T_DIR/pgrelay.service" 2>&1)
 rc=$?
 is "$rc" 0 "systemd-analyze verify passes"
 is "$out" "" "and prints no warning"

@@ -335,6 +335,46 @@ main(void)
 	    sizeof(err)) == NULL && starts_with(err, "mem.conf:2: syntax error"),
 	    "cfg_load_string: a syntax error names the given name and the line");
 
+	/* cfg_schema_key: the list pgrelay.conf(5) is made from.  A file
+	 * giving every key its listed default (the required ones a value)
+	 * loads: the defaults it documents are valid together. */
+	struct cfg_key_info ki;
+	char all[8192] = "", *p = all;
+	const char *group = "";
+	size_t nkeys = 0;
+	int bad_info = 0;
+	while (cfg_schema_key(nkeys, &ki) == 0) {
+		if (ki.group == NULL || ki.name == NULL || ki.type == NULL ||
+		    (ki.required && strcmp(ki.type, "string") != 0))
+			bad_info++;
+		if (strcmp(group, ki.group) != 0)
+			p += sprintf(p, "%s%s = {\n", group[0] ? "};\n" : "", ki.group);
+		group = ki.group;
+		if (ki.required)
+			p += sprintf(p, "  %s = \"x\";\n", ki.name);
+		else if (strcmp(ki.type, "string") == 0)
+			p += sprintf(p, "  %s = \"%s\";\n", ki.name, ki.def_str);
+		else if (strcmp(ki.type, "boolean") == 0)
+			p += sprintf(p, "  %s = %s;\n", ki.name, ki.def_int ? "true" : "false");
+		else
+			p += sprintf(p, "  %s = %lldL;\n", ki.name, ki.def_int);
+		nkeys++;
+	}
+	strcat(p, "};\n");
+	ok(nkeys >= 45 && bad_info == 0, "cfg_schema_key lists %zu keys, each with "
+	    "group, name and type", nkeys);
+	ok(cfg_schema_key(nkeys, &ki) == -1, "and -1 past the last");
+	cfg_schema_key(0, &ki);
+	ok(strcmp(ki.group, "log") == 0 && strcmp(ki.name, "level") == 0 &&
+	    strcmp(ki.def_str, "info") == 0, "the first is log.level, default \"info\"");
+	cfg_schema_key(1, &ki);
+	ok(strcmp(ki.name, "brokers") == 0 && ki.required && ki.env != NULL &&
+	    strcmp(ki.env, "PGRELAY_KAFKA_BROKERS") == 0,
+	    "kafka.brokers: required, PGRELAY_KAFKA_BROKERS overrides it");
+	is_str(load_err("defaults.conf", all, &cfg), "",
+	    "a file of every key at its listed default loads");
+	cfg_free(cfg);
+
 	ok(cfg_parse_date("1970-01-01", &days) == 0 && days == 0, "1970-01-01 is day 0");
 	ok(cfg_parse_date("2007-01-01", &days) == 0 && days == 13514, "2007-01-01 is day 13514");
 	ok(cfg_parse_date("1969-12-31", &days) == 0 && days == -1, "1969-12-31 is day -1");

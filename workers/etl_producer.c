@@ -528,7 +528,7 @@ etl_producer_main(struct cfg *cfg)
 		{ cfg->etl_topic, cfg->etl_partitions, "etl.partitions" },
 		{ cfg->etl_dlq_topic, 1, NULL },
 	};
-	if (kfk_topics_wait(e.rk, topics, 2, cfg->replication_factor) == PGR_CONFIG) {
+	if (kfk_topics_wait(e.rk, topics, 2, cfg) == PGR_CONFIG) {
 		rd_kafka_destroy(e.rk);
 		return CFG_EXIT_CONFIG;
 	}

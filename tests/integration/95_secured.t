@@ -210,6 +210,13 @@ a_ssl=$(ssl_sessions qa) b_ssl=$(ssl_sessions qb)
 ok $? "every pgrelay session on A ($a_ssl) and B ($b_ssl) is TLS (with TLS|without)"
 ! ps -eo args | grep -F -e "$SASL_PW" | grep -v grep
 ok $? "the password is on no process's command line while the pipeline runs"
+# A reload with a wrong property is refused; the running config stays.
+cp "$CONF" "$T_DIR/good.copy"
+sed -i 's/"sasl.mechanisms"/"sasl.mechanismz"/' "$CONF"
+reload_sup
+wait_until 10 'grep -qE "reload rejected.*pgrelay\.conf:[0-9]+: kafka\.properties: sasl\.mechanismz: librdkafka: No such configuration property" "$T_DIR/sup.log"'
+ok $? "a HUP with a wrong property is refused, naming FILE:LINE and the property"
+cp "$T_DIR/good.copy" "$CONF" && rm -f "$T_DIR/good.copy"
 
 # 3. A CA that did not sign the broker's certificate.
 stop_worker sup TERM

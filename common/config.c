@@ -12,13 +12,16 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libconfig.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-enum cfg_type { CFG_T_STRING, CFG_T_INT, CFG_T_INT64, CFG_T_BOOL };
+enum cfg_type { CFG_T_STRING, CFG_T_INT, CFG_T_INT64, CFG_T_BOOL, CFG_T_KPROPS };
 
 struct cfg_key {
 	const char *group;
@@ -40,6 +43,8 @@ struct cfg_key {
 	{ g, k, CFG_T_BOOL, offsetof(struct cfg, field), 0, NULL, def, 0, 1, NULL }
 #define INT64(g, k, field, def, lo, hi) \
 	{ g, k, CFG_T_INT64, offsetof(struct cfg, field), 0, NULL, def, lo, hi, NULL }
+#define KPROPS(g, k) \
+	{ g, k, CFG_T_KPROPS, 0, 0, NULL, 0, 0, 0, NULL }
 
 static const struct cfg_key cfg_schema[] = {
 	STR("log", "level", log_level, 0, "info", NULL),
@@ -52,6 +57,7 @@ static const struct cfg_key cfg_schema[] = {
 	INT("kafka", "min_insync_replicas", min_insync_replicas, 1, 1, 16),
 	INT64("kafka", "retention_ms", retention_ms, -1, -1, INT64_MAX),
 	STR("kafka", "group_id", group_id, 0, "pgrelay-employees", NULL),
+	KPROPS("kafka", "properties"),
 
 	STR("source", "dsn", source_dsn, 1, NULL, "PGRELAY_SOURCE_DSN"),
 	STR("target", "dsn", target_dsn, 1, NULL, "PGRELAY_TARGET_DSN"),
@@ -190,6 +196,9 @@ set_integer(struct cfg *cfg, const struct cfg_key *k, long long value)
 		*(int64_t *)((char *)cfg + k->offset) = (int64_t)value;
 }
 
+static int load_kprops(struct cfg *cfg, config_setting_t *list, char *err,
+    size_t errlen);
+
 /* Fills one key from the file, the environment or the default. */
 static int
 load_key(struct cfg *cfg, config_setting_t *root, const struct cfg_key *k,
@@ -199,6 +208,9 @@ load_key(struct cfg *cfg, config_setting_t *root, const struct cfg_key *k,
 	config_setting_t *g = config_setting_get_member(root, k->group);
 	config_setting_t *s = g ? config_setting_get_member(g, k->name) : NULL;
 	const char *envval = k->env ? getenv(k->env) : NULL;
+
+	if (k->type == CFG_T_KPROPS)
+		return s ? load_kprops(cfg, s, err, errlen) : 0;
 
 	if (envval != NULL && envval[0] != '\0') {
 		if (set_string(cfg, k, envval) < 0)
@@ -307,6 +319,225 @@ shown(const char *v, char *buf, size_t len)
 	}
 	buf[n] = '\0';
 	return buf;
+}
+
+/* ---- kafka.properties ----------------------------------------------------
+ *
+ * A list of ("name", value) pairs for librdkafka.  Here: the form (each a
+ * pair of a name and a string, integer or boolean; no name twice), file:
+ * and env: values read, and the rule for secrets.  Whether librdkafka
+ * knows a name and takes its value is kafka.c's (kfk_conf_check).
+ */
+
+/* The properties librdkafka itself redacts in its configuration dumps. */
+static const char *const cfg_secret_props[] = {
+	"sasl.password", "ssl.key.password", "ssl.keystore.password",
+	"ssl.key.pem", "sasl.oauthbearer.client.secret",
+	"sasl.oauthbearer.config", NULL
+};
+
+/* A secret file's largest size (ssl.key.pem holds a whole key). */
+#define CFG_SECRET_MAX 65536
+
+int
+cfg_kprop_is_secret(const char *name)
+{
+	for (size_t i = 0; cfg_secret_props[i] != NULL; i++)
+		if (strcmp(name, cfg_secret_props[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Overwrites s before it is freed (a volatile store is not optimized
+ * away). */
+static void
+wipe(char *s)
+{
+	if (s == NULL)
+		return;
+	for (volatile char *p = s; *p != '\0'; p++)
+		*p = '\0';
+}
+
+/* Reads file into a new string without its trailing newlines.  A secret
+ * must not be readable by others.  NULL with why on error. */
+static char *
+read_value_file(const char *file, int secret, char *why, size_t whylen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0;
+	ssize_t r;
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot read %s: %s", file, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s is not a regular file", file);
+		goto fail;
+	}
+	if (secret && (st.st_mode & S_IROTH)) {
+		snprintf(why, whylen, "%s holds a secret and every user can read it "
+		    "(mode %04o); chmod o-rwx %s", file,
+		    (unsigned)(st.st_mode & 07777), file);
+		goto fail;
+	}
+	if (st.st_size > CFG_SECRET_MAX) {
+		snprintf(why, whylen, "%s is larger than %d bytes", file, CFG_SECRET_MAX);
+		goto fail;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		snprintf(why, whylen, "out of memory");
+		goto fail;
+	}
+	while (n < (size_t)st.st_size &&
+	    (r = read(fd, buf + n, (size_t)st.st_size - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(why, whylen, "cannot read %s: %s", file, strerror(errno));
+			goto fail;
+		}
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	if (n == 0 || strlen(buf) != n) {
+		snprintf(why, whylen, "%s %s", file, n == 0 ? "is empty" :
+		    "holds a NUL byte");
+		goto fail;
+	}
+	close(fd);
+	return buf;
+fail:
+	if (buf != NULL) {
+		buf[n < (size_t)st.st_size ? n : (size_t)st.st_size] = '\0';
+		wipe(buf);
+	}
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+/* The value of one pair as librdkafka takes it (a string), file: and env:
+ * read.  NULL with why on error. */
+static char *
+kprop_value(config_setting_t *v, int secret, int conf_readable, char *why,
+    size_t whylen)
+{
+	char num[32];
+	const char *s;
+
+	switch (config_setting_type(v)) {
+	case CONFIG_TYPE_STRING:
+		s = config_setting_get_string(v);
+		break;
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		snprintf(num, sizeof(num), "%lld", config_setting_get_int64(v));
+		s = num;
+		break;
+	case CONFIG_TYPE_BOOL:
+		s = config_setting_get_bool(v) ? "true" : "false";
+		break;
+	default:
+		snprintf(why, whylen, "expected a string, an integer or true/false "
+		    "as the value, got %s", type_name(config_setting_type(v)));
+		return NULL;
+	}
+	if (strncmp(s, "file:", 5) == 0)
+		return read_value_file(s + 5, secret, why, whylen);
+	if (strncmp(s, "env:", 4) == 0) {
+		const char *e = s[4] != '\0' ? getenv(s + 4) : NULL;
+
+		if (e == NULL || e[0] == '\0') {
+			snprintf(why, whylen, "the environment variable %s is not set "
+			    "or empty", s + 4);
+			return NULL;
+		}
+		s = e;
+	} else if (secret && conf_readable) {
+		snprintf(why, whylen, "a secret in a config file every user can "
+		    "read: give it as \"file:PATH\" (a file others cannot read) "
+		    "or \"env:NAME\", or chmod o-rwx the config file");
+		return NULL;
+	}
+	char *copy = strdup(s);
+	if (copy == NULL)
+		snprintf(why, whylen, "out of memory");
+	return copy;
+}
+
+static int
+load_kprops(struct cfg *cfg, config_setting_t *list, char *err, size_t errlen)
+{
+	struct stat st;
+	char why[512] = "out of memory";
+	int n = config_setting_length(list);
+	int conf_readable = stat(cfg->path, &st) == 0 && (st.st_mode & S_IROTH);
+
+	cfg->kprops_line = config_setting_source_line(list);
+	if (config_setting_type(list) != CONFIG_TYPE_LIST) {
+		snprintf(err, errlen, "%s:%d: kafka.properties: expected a list of "
+		    "(\"name\", value) pairs, got %s", cfg->path, cfg->kprops_line,
+		    type_name(config_setting_type(list)));
+		return -1;
+	}
+	cfg->kprops = calloc((size_t)n + 1, sizeof(*cfg->kprops));
+	if (cfg->kprops == NULL) {
+		snprintf(err, errlen, "%s: out of memory", cfg->path);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		config_setting_t *pair = config_setting_get_elem(list, (unsigned)i);
+		int t = config_setting_type(pair);
+		config_setting_t *k = NULL;
+		const char *name = NULL;
+		int line = config_setting_source_line(pair);
+
+		if ((t == CONFIG_TYPE_LIST || t == CONFIG_TYPE_ARRAY) &&
+		    config_setting_length(pair) == 2) {
+			k = config_setting_get_elem(pair, 0);
+			line = config_setting_source_line(k);
+			if (config_setting_type(k) == CONFIG_TYPE_STRING)
+				name = config_setting_get_string(k);
+		}
+		if (name == NULL || name[0] == '\0') {
+			snprintf(err, errlen, "%s:%d: kafka.properties: entry %d: expected "
+			    "a pair (\"name\", value) with a name", cfg->path, line, i + 1);
+			return -1;
+		}
+		for (int j = 0; j < cfg->nkprops; j++) {
+			if (strcmp(cfg->kprops[j].name, name) == 0) {
+				snprintf(err, errlen, "%s:%d: kafka.properties: %s: given "
+				    "twice (first on line %d)", cfg->path, line, name,
+				    cfg->kprops[j].line);
+				return -1;
+			}
+		}
+		struct cfg_kprop *kp = &cfg->kprops[cfg->nkprops];
+		kp->line = line;
+		kp->secret = cfg_kprop_is_secret(name);
+		kp->name = strdup(name);
+		if (kp->name == NULL) {
+			snprintf(err, errlen, "%s: out of memory", cfg->path);
+			return -1;
+		}
+		cfg->nkprops++;
+		kp->value = cfg->kprops_raw ? strdup("(not read)") :
+		    kprop_value(config_setting_get_elem(pair, 1), kp->secret,
+		    conf_readable, why, sizeof(why));
+		if (kp->value == NULL) {
+			snprintf(err, errlen, "%s:%d: kafka.properties: %s: %s",
+			    cfg->path, line, name, why);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* Line of a key in the file, for errors about relations between keys. */
@@ -422,9 +653,10 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 	return 0;
 }
 
-/* Reads text, or the file path when text is NULL; path names it in errors. */
+/* Reads text, or the file path when text is NULL; path names it in errors.
+ * raw: kafka.properties' values stay as written (cfg_load_no_secrets). */
 static struct cfg *
-load(const char *path, const char *text, char *err, size_t errlen)
+load(const char *path, const char *text, int raw, char *err, size_t errlen)
 {
 	config_t lc;
 	struct cfg *cfg;
@@ -436,6 +668,7 @@ load(const char *path, const char *text, char *err, size_t errlen)
 		free(cfg);
 		return NULL;
 	}
+	cfg->kprops_raw = raw;
 
 	config_init(&lc);
 	read = text != NULL ? config_read_string(&lc, text) : config_read_file(&lc, path);
@@ -470,13 +703,19 @@ fail:
 struct cfg *
 cfg_load(const char *path, char *err, size_t errlen)
 {
-	return load(path, NULL, err, errlen);
+	return load(path, NULL, 0, err, errlen);
 }
 
 struct cfg *
 cfg_load_string(const char *text, const char *name, char *err, size_t errlen)
 {
-	return load(name, text, err, errlen);
+	return load(name, text, 0, err, errlen);
+}
+
+struct cfg *
+cfg_load_no_secrets(const char *path, char *err, size_t errlen)
+{
+	return load(path, NULL, 1, err, errlen);
 }
 
 void
@@ -484,6 +723,13 @@ cfg_free(struct cfg *cfg)
 {
 	if (cfg == NULL)
 		return;
+	for (int i = 0; i < cfg->nkprops; i++) {
+		if (cfg->kprops[i].secret)
+			wipe(cfg->kprops[i].value);
+		free(cfg->kprops[i].name);
+		free(cfg->kprops[i].value);
+	}
+	free(cfg->kprops);
 	for (size_t i = 0; i < NKEYS; i++)
 		if (cfg_schema[i].type == CFG_T_STRING)
 			free(*(char **)((char *)cfg + cfg_schema[i].offset));
@@ -497,6 +743,7 @@ cfg_schema_key(size_t i, struct cfg_key_info *ki)
 	static const char *const type_names[] = {
 		[CFG_T_STRING] = "string", [CFG_T_INT] = "integer",
 		[CFG_T_INT64] = "integer", [CFG_T_BOOL] = "boolean",
+		[CFG_T_KPROPS] = "list",
 	};
 
 	if (i >= NKEYS)

@@ -10,8 +10,16 @@
  *   PGRELAY_TARGET_DSN    -> target.dsn
  * A key overridden by the environment may be absent from the file.
  *
+ * kafka.properties is a list of ("name", value) pairs passed to librdkafka
+ * (every client pgrelay makes).  Any value may be "file:PATH" (the file's
+ * content, without its trailing newline) or "env:NAME" (that variable),
+ * read at load.  A secret property (cfg_kprop_is_secret) read from a file
+ * others can read, or given plainly in a config file others can read, is
+ * an error.  cfg_load() checks the list's form and reads the values;
+ * kfk_conf_check() (kafka.h) checks each against librdkafka.
+ *
  * Ownership: cfg_load() returns a struct the caller frees with cfg_free();
- * every string in it is owned by the struct.
+ * every string in it is owned by the struct (secrets are wiped first).
  */
 #ifndef PGRELAY_CONFIG_H
 #define PGRELAY_CONFIG_H
@@ -20,6 +28,14 @@
 #include <stdint.h>
 
 #define CFG_EXIT_CONFIG 78	/* EX_CONFIG: do not restart, fix the file */
+
+/* One entry of kafka.properties. */
+struct cfg_kprop {
+	char *name;		/* librdkafka's name, as given */
+	char *value;		/* file: and env: already read */
+	int line;		/* of the pair, for errors */
+	int secret;		/* never to be printed (cfg_kprop_is_secret) */
+};
 
 struct cfg {
 	char *path;
@@ -36,6 +52,10 @@ struct cfg {
 	int min_insync_replicas;	/* of the topics pgrelay creates */
 	int64_t retention_ms;		/* of the topics pgrelay creates; -1: keep all */
 	char *group_id;
+	struct cfg_kprop *kprops;	/* kafka.properties, nkprops of them */
+	int nkprops;
+	int kprops_line;		/* the line of kafka.properties */
+	int kprops_raw;			/* cfg_load_no_secrets: values unread */
 
 	/* source (A) and target (B) */
 	char *source_dsn;
@@ -113,7 +133,7 @@ void cfg_free(struct cfg *cfg);
 struct cfg_key_info {
 	const char *group;
 	const char *name;
-	const char *type;	/* "string", "integer" or "boolean" */
+	const char *type;	/* "string", "integer", "boolean" or "list" */
 	int required;		/* must be in the file or the environment */
 	const char *def_str;	/* a string's default; NULL: none */
 	long long def_int;	/* an integer's or boolean's default */
@@ -124,6 +144,15 @@ struct cfg_key_info {
 /* The i-th key of the schema, in the table's order: 0, or -1 past the
  * last one. */
 int cfg_schema_key(size_t i, struct cfg_key_info *ki);
+
+/* cfg_load() for a program that needs no Kafka client (pgrelayctl):
+ * kafka.properties' values stay as written (file: and env: unread, no
+ * secret rule), so it runs without the service's secrets. */
+struct cfg *cfg_load_no_secrets(const char *path, char *err, size_t errlen);
+
+/* 1 when the librdkafka property name holds a secret (sasl.password,
+ * ssl.key.password, ...): its value is never printed. */
+int cfg_kprop_is_secret(const char *name);
 
 /* Parses "YYYY-MM-DD" into days since 1970-01-01; -1 if not a valid date. */
 int cfg_parse_date(const char *s, int32_t *days);

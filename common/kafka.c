@@ -1,5 +1,39 @@
 /*
  * kafka.c - builds librdkafka producers, consumers and topics for pgrelay.
+ *
+ * NOTES
+ *
+ * Configuration.  A client's configuration is kafka.properties (the
+ * operator's librdkafka properties, config.h), then pgrelay's own settings
+ * (kfk_own below), which therefore win.  pgrelay's guarantees rest on its
+ * own settings (idempotence, acks=all, no offset reset, read_committed,
+ * offsets stored only once B committed, ...), so kafka.properties may not
+ * set one: kfk_conf_check() refuses a property that names one, and one
+ * that changes one under another name (librdkafka's aliases:
+ * request.required.acks is acks, queue.buffering.max.ms is linger.ms), by
+ * setting each property on a configuration that holds pgrelay's and
+ * reading pgrelay's back.  Every property is set with rd_kafka_conf_set,
+ * whose error is reported with the property's FILE:LINE.  pgrelayd runs
+ * the check at start and reload, and each worker at its start (exit 78 on
+ * an error); pgrelayd -t also creates a producer and a consumer with no
+ * brokers, where librdkafka checks what rd_kafka_conf_set cannot (the
+ * SASL mechanism, that the TLS files load).  pgrelayd itself never creates
+ * a handle: it forks.  A worker whose handle librdkafka refuses exits 78.
+ *
+ * Secrets.  The values of secret properties (cfg_kprop_is_secret) are
+ * replaced by [redacted] in every line that passes here: librdkafka's log
+ * and error callbacks and the errors of kfk_conf_check.  librdkafka 2.0.2
+ * redacts them in its own configuration dump (debug=conf) as well.
+ *
+ * Broker errors.  librdkafka reports a broker connection's failure at
+ * each reconnect, through the error callback (its log callback's FAIL line
+ * says the same and goes to debug).  A process logs one line per kind of
+ * failure (error code), then at most one a minute while it lasts.  A
+ * failed SASL login (__AUTHENTICATION) or TLS handshake (__SSL) is an
+ * ERROR line naming it and what to check.  Debian 12's librdkafka 2.0.2
+ * computes a SCRAM proof that Kafka 4 brokers refuse even with the right
+ * password (librdkafka #4895, fixed in 2.6.1); with SCRAM and an older
+ * librdkafka the line says so.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "kafka.h"
@@ -24,35 +58,323 @@ kfk_fatal(void)
 	return atomic_load(&kfk_fatal_seen);
 }
 
+/* ---- pgrelay's own settings ------------------------------------------- */
+
+enum kfk_client { KFK_PRODUCER = 1, KFK_CONSUMER = 2, KFK_BOTH = 3 };
+
+/* A setting pgrelay makes itself.  value NULL: from the configuration or
+ * the worker (from says which), or, with from starting "never", a
+ * property pgrelay never sets and refuses all the same. */
+struct kfk_own {
+	const char *name;
+	const char *value;
+	const char *from;
+	enum kfk_client client;
+};
+
+static const struct kfk_own kfk_own[] = {
+	{ "bootstrap.servers", NULL, "kafka.brokers", KFK_BOTH },
+	{ "client.id", NULL, "the worker's name", KFK_BOTH },
+	{ "socket.keepalive.enable", "true", NULL, KFK_BOTH },
+
+	{ "enable.idempotence", "true", NULL, KFK_PRODUCER },
+	{ "acks", "all", NULL, KFK_PRODUCER },
+	{ "linger.ms", "2", NULL, KFK_PRODUCER },
+	/* none: a consumer's prefetch limit counts decompressed bytes and its
+	 * fetch size compressed ones, so lz4 multiplied a consumer's memory
+	 * while it drained a backlog (42 MB against 22 MB measured, README);
+	 * CDC events are small and Kafka is near, there is little to save on
+	 * the wire */
+	{ "compression.codec", "none", NULL, KFK_PRODUCER },
+	/* never give up: the position stays put */
+	{ "message.timeout.ms", "0", NULL, KFK_PRODUCER },
+
+	{ "group.id", NULL, "kafka.group_id, etl.group_id", KFK_CONSUMER },
+	{ "partition.assignment.strategy", "cooperative-sticky", NULL, KFK_CONSUMER },
+	/* Kafka's committed offset is for lag monitoring only (the target
+	 * holds the real one): the consumer stores an offset once its batch
+	 * committed on the target, librdkafka sends the stored offsets once a
+	 * second and on revoke and close, not one OffsetCommit per batch to
+	 * the group coordinator */
+	{ "enable.auto.commit", "true", NULL, KFK_CONSUMER },
+	{ "auto.commit.interval.ms", "1000", NULL, KFK_CONSUMER },
+	{ "enable.auto.offset.store", "false", NULL, KFK_CONSUMER },
+	/* an offset out of the log's range means changes the target never
+	 * applied are gone: stop, never skip (sink.c, Gaps); a partition the
+	 * target has no offset for starts at its beginning by an explicit
+	 * assignment, not by a reset */
+	{ "auto.offset.reset", "error", NULL, KFK_CONSUMER },
+	{ "isolation.level", "read_committed", NULL, KFK_CONSUMER },
+	{ "session.timeout.ms", "10000", NULL, KFK_CONSUMER },
+	/* a rebalance round is noticed within 250 ms */
+	{ "heartbeat.interval.ms", "250", NULL, KFK_CONSUMER },
+	/* prefetch: 512 KB is about a batch of 1,000 changes ahead;
+	 * librdkafka's 64 MB and 1 MB defaults would make a consumer's RSS
+	 * follow the backlog (kafka.h) */
+	{ "queued.max.messages.kbytes", KFK_STR(KFK_PREFETCH_KBYTES), NULL, KFK_CONSUMER },
+	{ "queued.min.messages", KFK_STR(KFK_PREFETCH_MESSAGES), NULL, KFK_CONSUMER },
+	{ "fetch.message.max.bytes", KFK_STR(KFK_FETCH_PARTITION_BYTES), NULL, KFK_CONSUMER },
+
+	{ "transactional.id", NULL, "never: pgrelay's producers are idempotent, "
+	    "not transactional", KFK_BOTH },
+	{ "group.instance.id", NULL, "never: every consumer has the same "
+	    "configuration, and one static member id would fence all but one",
+	    KFK_BOTH },
+	{ "enable.partition.eof", NULL, "never: the consumers do not expect "
+	    "end-of-partition events", KFK_BOTH },
+};
+
+#define NOWN (sizeof(kfk_own) / sizeof(kfk_own[0]))
+
+static const struct kfk_own *
+own_find(const char *name)
+{
+	for (size_t i = 0; i < NOWN; i++)
+		if (strcmp(kfk_own[i].name, name) == 0)
+			return &kfk_own[i];
+	return NULL;
+}
+
+/* The value pgrelay gives own in a client, or NULL (not set there). */
+static const char *
+own_value(const struct kfk_own *own, const char *brokers, const char *client_id,
+    const char *group_id)
+{
+	if (own->value != NULL)
+		return own->value;
+	if (strcmp(own->name, "bootstrap.servers") == 0)
+		return brokers;
+	if (strcmp(own->name, "client.id") == 0)
+		return client_id;
+	if (strcmp(own->name, "group.id") == 0)
+		return group_id;
+	return NULL;
+}
+
+/* ---- secrets ----------------------------------------------------------- */
+
+/* The configuration whose secrets the callbacks redact: set before the
+ * first handle is created, then only read (librdkafka's threads call the
+ * log callback). */
+static const struct cfg *kfk_log_cfg;
+
+/* Copies in to out (outlen > 0) with the value of each of cfg's secret
+ * properties replaced by [redacted]. */
+static void
+redact(const struct cfg *cfg, const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	while (*in != '\0' && o + 1 < outlen) {
+		size_t skip = 0;
+
+		for (int i = 0; cfg != NULL && i < cfg->nkprops && skip == 0; i++) {
+			const char *v = cfg->kprops[i].value;
+			size_t vl = v ? strlen(v) : 0;
+
+			if (cfg->kprops[i].secret && vl > 0 && strncmp(in, v, vl) == 0)
+				skip = vl;
+		}
+		if (skip > 0) {
+			int w = snprintf(out + o, outlen - o, "[redacted]");
+			o += w > 0 && (size_t)w < outlen - o ? (size_t)w : outlen - o - 1;
+			in += skip;
+		} else {
+			out[o++] = *in++;
+		}
+	}
+	out[o] = '\0';
+}
+
+/* ---- callbacks --------------------------------------------------------- */
+
 static void
 kfk_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
+	char line[2048];
 	enum log_level l = level <= 3 ? LOG_LVL_ERROR :
 	    level <= 4 ? LOG_LVL_WARN : level <= 6 ? LOG_LVL_INFO : LOG_LVL_DEBUG;
 
-	log_msg(l, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
+	/* A broker connection's failure comes to the error callback as well,
+	 * which says what to do about it; every client gets all of
+	 * kafka.properties, so a property of the other kind is no news. */
+	if (strcmp(fac, "FAIL") == 0 || (strcmp(fac, "CONFWARN") == 0 &&
+	    strstr(buf, "property and will be ignored by this") != NULL))
+		l = LOG_LVL_DEBUG;
+	redact(kfk_log_cfg, buf, line, sizeof(line));
+	log_msg(l, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, line);
+}
+
+/* The SASL mechanism kafka.properties names, or "". */
+static const char *
+sasl_mechanism(const struct cfg *cfg)
+{
+	for (int i = 0; cfg != NULL && i < cfg->nkprops; i++)
+		if (strcmp(cfg->kprops[i].name, "sasl.mechanisms") == 0 ||
+		    strcmp(cfg->kprops[i].name, "sasl.mechanism") == 0)
+			return cfg->kprops[i].value;
+	return "";
+}
+
+/* How often error lines come: librdkafka reports a broker's failure at
+ * each reconnect (every few seconds, backing off to 10 s).  A code logged
+ * less than a minute ago goes to debug, and the next line of that code
+ * counts what was held back.  The error callback runs in the thread that
+ * polls, so no lock. */
+struct kfk_err_rate {
+	int err;
+	time_t last;		/* CLOCK_MONOTONIC seconds; 0: never */
+	long held;
+};
+static struct kfk_err_rate kfk_err_rates[8];
+
+static struct kfk_err_rate *
+err_rate(int err)
+{
+	struct kfk_err_rate *oldest = &kfk_err_rates[0];
+
+	for (size_t i = 0; i < sizeof(kfk_err_rates) / sizeof(kfk_err_rates[0]); i++) {
+		if (kfk_err_rates[i].last != 0 && kfk_err_rates[i].err == err)
+			return &kfk_err_rates[i];
+		if (kfk_err_rates[i].last < oldest->last)
+			oldest = &kfk_err_rates[i];
+	}
+	oldest->err = err;
+	oldest->last = 0;
+	oldest->held = 0;
+	return oldest;
+}
+
+static time_t
+mono_s(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec + 1;	/* never 0 */
+}
+
+/* 1 when a line of err is due; *held: how many were held back since. */
+static int
+err_due(int err, long *held)
+{
+	struct kfk_err_rate *r = err_rate(err);
+	time_t now = mono_s();
+
+	if (r->last != 0 && now - r->last < 60) {
+		r->held++;
+		return 0;
+	}
+	*held = r->held;
+	r->held = 0;
+	r->last = now;
+	return 1;
+}
+
+/* 1 when a TLS handshake failed within the last minute.  librdkafka
+ * 2.0.2 reports the first failed handshake as __SSL and those after it,
+ * the same failure, as __TRANSPORT "... in state SSL_HANDSHAKE". */
+static int
+tls_failing(void)
+{
+	for (size_t i = 0; i < sizeof(kfk_err_rates) / sizeof(kfk_err_rates[0]); i++)
+		if (kfk_err_rates[i].err == RD_KAFKA_RESP_ERR__SSL &&
+		    kfk_err_rates[i].last != 0 && mono_s() - kfk_err_rates[i].last < 60)
+			return 1;
+	return 0;
+}
+
+/* The line for a failed SASL login or TLS handshake: what failed, and
+ * what to check. */
+static void
+login_error(int err, const char *reason, const char *more)
+{
+	char hint[320] = "";
+
+	if (err == RD_KAFKA_RESP_ERR__SSL) {
+		log_error("kafka: TLS handshake failed: %s; check ssl.ca.location in "
+		    "kafka.properties, and that the broker's certificate names the "
+		    "host of kafka.brokers%s (retrying)", reason, more);
+		return;
+	}
+	if (strncmp(sasl_mechanism(kfk_log_cfg), "SCRAM", 5) == 0 &&
+	    rd_kafka_version() < 0x020601ff)
+		snprintf(hint, sizeof(hint), "; note: librdkafka %s computes a SCRAM "
+		    "proof that Kafka 4 brokers refuse even with the right password "
+		    "(librdkafka #4895, fixed in 2.6.1): use PLAIN over SASL_SSL "
+		    "there, or a newer librdkafka", rd_kafka_version_str());
+	log_error("kafka: SASL authentication failed: %s; check sasl.mechanisms, "
+	    "sasl.username and sasl.password in kafka.properties%s%s (retrying)",
+	    reason, hint, more);
 }
 
 static void
 kfk_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	char fbuf[512];
+	char fbuf[512], line[1024], more[80] = "";
+	int code = err;
+	long held = 0;
 
 	(void)opaque;
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fbuf, sizeof(fbuf));
+		redact(kfk_log_cfg, fbuf, line, sizeof(line));
 		log_error("kafka fatal error %s: %s; the process exits and is "
-		    "restarted", rd_kafka_err2name(ferr), fbuf);
+		    "restarted", rd_kafka_err2name(ferr), line);
 		atomic_store(&kfk_fatal_seen, 1);
 		return;
 	}
+	redact(kfk_log_cfg, reason, line, sizeof(line));
+	if (err == RD_KAFKA_RESP_ERR__TRANSPORT && tls_failing())
+		code = RD_KAFKA_RESP_ERR__SSL;
+	if (!err_due(code, &held)) {
+		log_debug("kafka: %s: %s (again)", rd_kafka_err2name(
+		    (rd_kafka_resp_err_t)err), line);
+		return;
+	}
+	if (held > 0)
+		snprintf(more, sizeof(more), "; %ld more like it in the last minute",
+		    held);
+	if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION || code == RD_KAFKA_RESP_ERR__SSL) {
+		login_error(code, line, more);
+		return;
+	}
 	/* Transport errors while a broker restarts are retried by librdkafka. */
-	log_warn("kafka: %s: %s (retrying)", rd_kafka_err2name((rd_kafka_resp_err_t)err),
-	    reason);
+	log_warn("kafka: %s: %s%s (retrying)", rd_kafka_err2name(
+	    (rd_kafka_resp_err_t)err), line, more);
+}
+
+/* ---- configurations ---------------------------------------------------- */
+
+/* FILE:LINE: kafka.properties: NAME: for errors about property i. */
+static int
+prop_where(const struct cfg *cfg, int i, char *err, size_t errlen)
+{
+	return snprintf(err, errlen, "%s:%d: kafka.properties: %s: ", cfg->path,
+	    cfg->kprops[i].line, cfg->kprops[i].name);
+}
+
+/* Sets kafka.properties entry i on conf; -1 with err (librdkafka's
+ * reason, FILE:LINE and the property; a secret's value redacted). */
+static int
+prop_set(rd_kafka_conf_t *conf, const struct cfg *cfg, int i, char *err,
+    size_t errlen)
+{
+	char why[512], clean[512];
+	const struct cfg_kprop *p = &cfg->kprops[i];
+
+	if (rd_kafka_conf_set(conf, p->name, p->value, why, sizeof(why)) ==
+	    RD_KAFKA_CONF_OK)
+		return 0;
+	redact(cfg, why, clean, sizeof(clean));
+	int n = prop_where(cfg, i, err, errlen);
+	if (n > 0 && (size_t)n < errlen)
+		snprintf(err + n, errlen - n, "librdkafka: %s", clean);
+	return -1;
 }
 
 static int
-conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *err,
+own_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *err,
     size_t errlen)
 {
 	char why[256];
@@ -64,18 +386,26 @@ conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, char *err,
 	return 0;
 }
 
+/* A client's configuration: kafka.properties (with_props), then pgrelay's
+ * own settings for client (bootstrap.servers only when brokers is not
+ * NULL), then the log and error callbacks.  NULL with err. */
 static rd_kafka_conf_t *
-base_conf(const struct cfg *cfg, const char *client_id,
-    const char *const *pairs, char *err, size_t errlen)
+client_conf(const struct cfg *cfg, enum kfk_client client, int with_props,
+    const char *brokers, const char *client_id, const char *group_id,
+    char *err, size_t errlen)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
-	if (conf_set(conf, "bootstrap.servers", cfg->brokers, err, errlen) < 0 ||
-	    conf_set(conf, "client.id", client_id, err, errlen) < 0)
-		goto fail;
-	for (size_t i = 0; pairs[i] != NULL; i += 2)
-		if (conf_set(conf, pairs[i], pairs[i + 1], err, errlen) < 0)
+	for (int i = 0; with_props && i < cfg->nkprops; i++)
+		if (prop_set(conf, cfg, i, err, errlen) < 0)
 			goto fail;
+	for (size_t i = 0; i < NOWN; i++) {
+		const char *v = (kfk_own[i].client & client) ?
+		    own_value(&kfk_own[i], brokers, client_id, group_id) : NULL;
+
+		if (v != NULL && own_set(conf, kfk_own[i].name, v, err, errlen) < 0)
+			goto fail;
+	}
 	rd_kafka_conf_set_log_cb(conf, kfk_log_cb);
 	rd_kafka_conf_set_error_cb(conf, kfk_error_cb);
 	return conf;
@@ -84,28 +414,167 @@ fail:
 	return NULL;
 }
 
+/* The property librdkafka's message why is about: the first whose name
+ * it holds, else the first (not secret, 3 characters or more) whose value
+ * it holds ("Unsupported SASL mechanism: NOPE"); -1 if none. */
+static int
+prop_named(const struct cfg *cfg, const char *why)
+{
+	for (int i = 0; i < cfg->nkprops; i++)
+		if (strstr(why, cfg->kprops[i].name) != NULL)
+			return i;
+	for (int i = 0; i < cfg->nkprops; i++)
+		if (!cfg->kprops[i].secret && strlen(cfg->kprops[i].value) >= 3 &&
+		    strstr(why, cfg->kprops[i].value) != NULL)
+			return i;
+	return -1;
+}
+
+/* The error of a handle librdkafka would not create (why), on the line of
+ * the property it is about, else of kafka.properties. */
+static void
+create_error(const struct cfg *cfg, const char *what, const char *why,
+    char *err, size_t errlen)
+{
+	char clean[512];
+	int i = prop_named(cfg, why);
+
+	redact(cfg, why, clean, sizeof(clean));
+	if (i >= 0) {
+		int n = prop_where(cfg, i, err, errlen);
+		if (n > 0 && (size_t)n < errlen)
+			snprintf(err + n, errlen - n, "librdkafka cannot create a %s "
+			    "with it: %s", what, clean);
+		return;
+	}
+	snprintf(err, errlen, "%s:%d: kafka.properties: librdkafka cannot create "
+	    "a %s: %s", cfg->path, cfg->nkprops ? cfg->kprops_line : 1, what, clean);
+}
+
+/* Refuses kafka.properties entry i when pgrelay sets it itself. */
+static int
+prop_own_check(const struct cfg *cfg, int i, char *err, size_t errlen)
+{
+	const struct kfk_own *own = own_find(cfg->kprops[i].name);
+	int n;
+
+	if (own == NULL)
+		return 0;
+	n = prop_where(cfg, i, err, errlen);
+	if (n < 0 || (size_t)n >= errlen)
+		return -1;
+	if (own->value != NULL)
+		snprintf(err + n, errlen - n, "pgrelay sets it itself (to %s); it "
+		    "cannot be overridden", own->value);
+	else if (strncmp(own->from, "never", 5) == 0)
+		snprintf(err + n, errlen - n, "pgrelay refuses it (%s)", own->from);
+	else
+		snprintf(err + n, errlen - n, "pgrelay sets it itself (from %s); it "
+		    "cannot be overridden", own->from);
+	return -1;
+}
+
+/* Sets every property on a configuration of client that holds pgrelay's
+ * own settings, and reads these back after each: -1 with err when
+ * librdkafka refuses a property or one changed a setting of pgrelay's. */
+static int
+props_check(const struct cfg *cfg, enum kfk_client client, char *err,
+    size_t errlen)
+{
+	char want[NOWN][256], got[256];
+	rd_kafka_conf_t *conf = client_conf(cfg, client, 0, cfg->brokers,
+	    "pgrelay-check", cfg->group_id, err, errlen);
+	int rc = 0;
+
+	if (conf == NULL)
+		return -1;
+	for (size_t k = 0; k < NOWN; k++) {
+		size_t sz = sizeof(want[k]);
+
+		want[k][0] = '\0';
+		if ((kfk_own[k].client & client) &&
+		    rd_kafka_conf_get(conf, kfk_own[k].name, want[k], &sz) !=
+		    RD_KAFKA_CONF_OK)
+			want[k][0] = '\0';
+	}
+	for (int i = 0; i < cfg->nkprops && rc == 0; i++) {
+		if (prop_set(conf, cfg, i, err, errlen) < 0) {
+			rc = -1;
+			break;
+		}
+		for (size_t k = 0; k < NOWN && rc == 0; k++) {
+			size_t sz = sizeof(got);
+
+			if (!(kfk_own[k].client & client) || want[k][0] == '\0')
+				continue;
+			if (rd_kafka_conf_get(conf, kfk_own[k].name, got, &sz) !=
+			    RD_KAFKA_CONF_OK || strcmp(got, want[k]) == 0)
+				continue;
+			int n = prop_where(cfg, i, err, errlen);
+			if (n > 0 && (size_t)n < errlen)
+				snprintf(err + n, errlen - n, "it sets %s, which pgrelay "
+				    "sets itself; it cannot be overridden",
+				    kfk_own[k].name);
+			rc = -1;
+		}
+	}
+	rd_kafka_conf_destroy(conf);
+	return rc;
+}
+
+static void
+quiet_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk; (void)level; (void)fac; (void)buf;
+}
+
+int
+kfk_conf_check(const struct cfg *cfg, int create, char *err, size_t errlen)
+{
+	static const enum kfk_client clients[] = { KFK_PRODUCER, KFK_CONSUMER };
+
+	for (int i = 0; i < cfg->nkprops; i++)
+		if (prop_own_check(cfg, i, err, errlen) < 0)
+			return -1;
+	for (size_t c = 0; c < 2; c++)
+		if (props_check(cfg, clients[c], err, errlen) < 0)
+			return -1;
+	for (size_t c = 0; create && c < 2; c++) {
+		char why[512];
+		const char *what = clients[c] == KFK_PRODUCER ? "producer" : "consumer";
+		rd_kafka_conf_t *conf = client_conf(cfg, clients[c], 1, NULL,
+		    "pgrelay-check", cfg->group_id, err, errlen);
+		rd_kafka_t *rk;
+
+		if (conf == NULL)
+			return -1;
+		/* no brokers: nothing connects; its warnings about that and
+		 * its errors (which come back in why) are not for the log */
+		rd_kafka_conf_set_log_cb(conf, quiet_log_cb);
+		rk = rd_kafka_new(clients[c] == KFK_PRODUCER ? RD_KAFKA_PRODUCER :
+		    RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+		if (rk == NULL) {
+			rd_kafka_conf_destroy(conf);
+			create_error(cfg, what, why, err, errlen);
+			return -1;
+		}
+		rd_kafka_destroy(rk);	/* conf was owned by rk */
+	}
+	return 0;
+}
+
 rd_kafka_t *
 kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
     void *opaque, char *err, size_t errlen)
 {
-	static const char *const pairs[] = {
-		"enable.idempotence", "true",
-		"acks", "all",
-		"linger.ms", "2",
-		/* none: a consumer's prefetch limit counts decompressed bytes
-		 * and its fetch size compressed ones, so lz4 multiplied a
-		 * consumer's memory while it drained a backlog (42 MB against
-		 * 22 MB measured, README); CDC events are small and Kafka is
-		 * near, there is little to save on the wire */
-		"compression.codec", "none",
-		"message.timeout.ms", "0",	/* never give up: the position stays put */
-		"socket.keepalive.enable", "true",
-		NULL
-	};
 	char why[512];
-	rd_kafka_conf_t *conf = base_conf(cfg, client_id, pairs, err, errlen);
+	rd_kafka_conf_t *conf;
 	rd_kafka_t *rk;
 
+	if (kfk_log_cfg != cfg)	/* once: librdkafka's threads read it */
+		kfk_log_cfg = cfg;
+	conf = client_conf(cfg, KFK_PRODUCER, 1, cfg->brokers, client_id, NULL,
+	    err, errlen);
 	if (conf == NULL)
 		return NULL;
 	if (dr != NULL)
@@ -114,7 +583,7 @@ kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
-		snprintf(err, errlen, "cannot create kafka producer: %s", why);
+		create_error(cfg, "producer", why, err, errlen);
 		return NULL;
 	}
 	return rk;	/* conf is owned by rk now */
@@ -125,38 +594,14 @@ kfk_consumer_new(const struct cfg *cfg, const char *group_id,
     const char *client_id, kfk_rebalance_cb rebalance, void *opaque, char *err,
     size_t errlen)
 {
-	const char *const pairs[] = {
-		"group.id", group_id,
-		"partition.assignment.strategy", "cooperative-sticky",
-		/* Kafka's committed offset is for lag monitoring only (the
-		 * target holds the real one): the consumer stores an offset
-		 * once its batch committed on the target, librdkafka sends the
-		 * stored offsets once a second and on revoke and close, not one
-		 * OffsetCommit per batch to the group coordinator */
-		"enable.auto.commit", "true",
-		"auto.commit.interval.ms", "1000",
-		"enable.auto.offset.store", "false",
-		/* an offset out of the log's range means changes the target
-		 * never applied are gone: stop, never skip (sink.c, Gaps); a
-		 * partition the target has no offset for starts at its
-		 * beginning by an explicit assignment, not by a reset */
-		"auto.offset.reset", "error",
-		"isolation.level", "read_committed",
-		"session.timeout.ms", "10000",
-		"heartbeat.interval.ms", "250",	/* a rebalance round is noticed within 250 ms */
-		"socket.keepalive.enable", "true",
-		/* prefetch: 512 KB is about a batch of 1,000 changes ahead;
-		 * librdkafka's 64 MB and 1 MB defaults would make a consumer's
-		 * RSS follow the backlog (kafka.h) */
-		"queued.max.messages.kbytes", KFK_STR(KFK_PREFETCH_KBYTES),
-		"queued.min.messages", KFK_STR(KFK_PREFETCH_MESSAGES),
-		"fetch.message.max.bytes", KFK_STR(KFK_FETCH_PARTITION_BYTES),
-		NULL
-	};
 	char why[512];
-	rd_kafka_conf_t *conf = base_conf(cfg, client_id, pairs, err, errlen);
+	rd_kafka_conf_t *conf;
 	rd_kafka_t *rk;
 
+	if (kfk_log_cfg != cfg)	/* once: librdkafka's threads read it */
+		kfk_log_cfg = cfg;
+	conf = client_conf(cfg, KFK_CONSUMER, 1, cfg->brokers, client_id, group_id,
+	    err, errlen);
 	if (conf == NULL)
 		return NULL;
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance);
@@ -164,7 +609,7 @@ kfk_consumer_new(const struct cfg *cfg, const char *group_id,
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
 	if (rk == NULL) {
 		rd_kafka_conf_destroy(conf);
-		snprintf(err, errlen, "cannot create kafka consumer: %s", why);
+		create_error(cfg, "consumer", why, err, errlen);
 		return NULL;
 	}
 	rd_kafka_poll_set_consumer(rk);
@@ -333,10 +778,21 @@ kfk_ensure_topic(rd_kafka_t *rk, const struct kfk_topic *t,
 	}
 	q = rd_kafka_queue_new(rk);
 	rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-	ev = rd_kafka_queue_poll(q, 30000);
+	/* Wait up to 30 s, in steps that serve the error callback (a login
+	 * the broker refuses is logged while we wait), tell pgrelayd we are
+	 * alive (waiting on a broker is not hung) and see a stop. */
+	for (int waited = 0; (ev = rd_kafka_queue_poll(q, 500)) == NULL; ) {
+		if (rd_kafka_type(rk) == RD_KAFKA_PRODUCER)
+			rd_kafka_poll(rk, 0);
+		worker_notify_alive(NULL);
+		waited += 500;
+		if (worker_stop || waited >= 30000)
+			break;
+	}
 	if (ev == NULL) {
-		snprintf(err, errlen, "topic %s: no answer from the brokers within "
-		    "30 s; check kafka.brokers", t->name);
+		snprintf(err, errlen, "topic %s: no answer from the brokers%s; check "
+		    "kafka.brokers and kafka.properties", t->name,
+		    worker_stop ? " before the stop" : " within 30 s");
 		goto out;
 	}
 	if (rd_kafka_event_error(ev)) {
@@ -403,6 +859,8 @@ kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
 			log_error("%s: a configuration error; not retrying", err);
 			return PGR_CONFIG;
 		}
+		if (worker_stop)
+			return PGR_RETRY;
 		log_error("%s; retrying", err);
 		worker_sleep_ms(worker_backoff_ms(attempt++));
 	}

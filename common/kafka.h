@@ -3,12 +3,15 @@
  *
  * Producers are idempotent (acks=all, no reordering on retry).  Consumers
  * never auto-commit: a consumer's position lives in B, in the same
- * transaction as the rows (see workers/consumer.c).  librdkafka's own log
- * and error lines go through log.h; a fatal error sets a flag that each
- * worker's loop checks with kfk_fatal().
+ * transaction as the rows (see workers/consumer.c).  Every client gets
+ * kafka.properties first, then pgrelay's own settings, which the
+ * properties may not change (kafka.c, NOTES).  librdkafka's own log and
+ * error lines go through log.h, secrets redacted; a fatal error sets a
+ * flag that each worker's loop checks with kfk_fatal().
  *
  * Ownership: the *_new functions return a handle the caller destroys with
- * rd_kafka_destroy() (after rd_kafka_flush() or rd_kafka_consumer_close()).
+ * rd_kafka_destroy() (after rd_kafka_flush() or rd_kafka_consumer_close());
+ * cfg must outlive it (its secrets are redacted from librdkafka's lines).
  */
 #ifndef PGRELAY_KAFKA_H
 #define PGRELAY_KAFKA_H
@@ -26,7 +29,20 @@ typedef void (*kfk_dr_cb)(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 typedef void (*kfk_rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_topic_partition_list_t *parts, void *opaque);
 
-/* An idempotent producer; dr (may be NULL) gets every delivery report. */
+/* Checks cfg's kafka.properties against librdkafka: each property is set
+ * on a producer's and on a consumer's configuration as pgrelay builds them;
+ * one librdkafka refuses, one pgrelay sets itself and one that changes
+ * such a setting under another name (an alias) are errors.  With create,
+ * a producer and a consumer are created without brokers (nothing
+ * connects), for what only rd_kafka_new checks: the SASL mechanism, the
+ * TLS files.  0, or -1 with "FILE:LINE: kafka.properties: NAME: why" in
+ * err (a secret's value redacted): the caller exits CFG_EXIT_CONFIG.
+ * pgrelayd, which forks, never passes create but with -t. */
+int kfk_conf_check(const struct cfg *cfg, int create, char *err, size_t errlen);
+
+/* An idempotent producer; dr (may be NULL) gets every delivery report.
+ * NULL with err when librdkafka refuses the configuration (a
+ * configuration error: exit CFG_EXIT_CONFIG). */
 rd_kafka_t *kfk_producer_new(const struct cfg *cfg, const char *client_id,
     kfk_dr_cb dr, void *opaque, char *err, size_t errlen);
 
@@ -41,7 +57,8 @@ rd_kafka_t *kfk_producer_new(const struct cfg *cfg, const char *client_id,
 #define KFK_FETCH_PARTITION_BYTES 131072
 
 /* A consumer in group_id with the cooperative-sticky assignor and manual
- * offsets; rebalance gets every assignment change. */
+ * offsets; rebalance gets every assignment change.  NULL with err as
+ * kfk_producer_new. */
 rd_kafka_t *kfk_consumer_new(const struct cfg *cfg, const char *group_id,
     const char *client_id, kfk_rebalance_cb rebalance, void *opaque, char *err,
     size_t errlen);

@@ -643,27 +643,31 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 	}
 	c.dlq = kfk_producer_new(cfg, c.client_id, kfk_acks_report, &c.dlq_acks, err,
 	    sizeof(err));
-	if (c.dlq == NULL) {
+	if (c.dlq == NULL) {	/* librdkafka refuses the configuration */
 		log_error("%s", err);
 		batch_free(&c);
-		return 1;
+		return CFG_EXIT_CONFIG;
 	}
 	const struct kfk_topic need[] = {
 		{ ops->topic, ops->partitions, ops->partitions_key },
 		{ ops->dlq_topic, 1, NULL },
 	};
-	if (kfk_topics_wait(c.dlq, need, 2, cfg) == PGR_CONFIG) {
+	int trc = kfk_topics_wait(c.dlq, need, 2, cfg);
+	if (trc != 0) {
+		/* a config error, or asked to stop while the brokers did not
+		 * answer (a login they refuse): no member to join and leave
+		 * (leave_group would wait for an assignment that cannot come) */
 		rd_kafka_destroy(c.dlq);
 		batch_free(&c);
-		return CFG_EXIT_CONFIG;
+		return trc == PGR_CONFIG ? CFG_EXIT_CONFIG : 0;
 	}
 	c.rk = kfk_consumer_new(cfg, ops->group_id, c.client_id, rebalance, &c, err,
 	    sizeof(err));
-	if (c.rk == NULL) {
+	if (c.rk == NULL) {	/* librdkafka refuses the configuration */
 		log_error("%s", err);
 		rd_kafka_destroy(c.dlq);
 		batch_free(&c);
-		return 1;
+		return CFG_EXIT_CONFIG;
 	}
 	c.queue = rd_kafka_queue_get_consumer(c.rk);	/* not NULL: group.id is set */
 	topics = rd_kafka_topic_partition_list_new(1);

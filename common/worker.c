@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "kafka.h"
 #include "log.h"
 
 volatile sig_atomic_t worker_stop;
@@ -33,7 +34,7 @@ worker_setup(const char *kind, const char *path)
 
 	log_init(kind);
 	cfg = cfg_load(path, err, sizeof(err));
-	if (cfg == NULL) {
+	if (cfg == NULL || kfk_conf_check(cfg, 0, err, sizeof(err)) < 0) {
 		log_error("configuration error: %s; fix the file and start again", err);
 		exit(CFG_EXIT_CONFIG);
 	}

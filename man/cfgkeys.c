@@ -23,6 +23,8 @@ main(void)
 		printf("%s.%s\t%s\t%d\t", ki.group, ki.name, ki.type, ki.required);
 		if (ki.type[0] == 's')
 			printf("%s", ki.def_str ? ki.def_str : "");
+		else if (ki.type[0] == 'l')
+			printf("()");		/* a list: none by default */
 		else if (ki.type[0] == 'b')
 			printf("%s", ki.def_int ? "true" : "false");
 		else

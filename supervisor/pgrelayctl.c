@@ -61,7 +61,8 @@ main(int argc, char **argv)
 	}
 
 	if (path[0] == '\0' && conf != NULL) {
-		struct cfg *cfg = cfg_load(conf, err, sizeof(err));
+		/* only runtime_dir: the service's secrets are not ours to read */
+		struct cfg *cfg = cfg_load_no_secrets(conf, err, sizeof(err));
 		if (cfg == NULL) {
 			fprintf(stderr, "pgrelayctl: configuration error: %s\n", err);
 			return CFG_EXIT_CONFIG;

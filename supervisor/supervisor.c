@@ -61,6 +61,7 @@
 #include "config.h"
 #include "ctlproto.h"
 #include "err.h"
+#include "kafka.h"
 #include "log.h"
 
 #define MAX_SLOTS 64
@@ -290,6 +291,12 @@ load_config(struct sup *s, char *err, size_t errlen)
 
 	if (cfg == NULL)
 		return NULL;
+	/* kafka.properties against librdkafka's configuration only: no
+	 * handle is made here, before a fork */
+	if (kfk_conf_check(cfg, 0, err, errlen) < 0) {
+		cfg_free(cfg);
+		return NULL;
+	}
 	if (s->active_conf[0] == '\0') {
 		/* first load: the directory is checked and locked before
 		 * anything in it is written */
@@ -1293,9 +1300,12 @@ main(int argc, char **argv)
 			close(fd);
 	log_init("pgrelayd");
 	if (check_only) {
+		/* -t forks nothing: it also creates a producer and a consumer
+		 * (with no brokers), as the workers will */
 		struct cfg *cfg = cfg_load(s.conf_path, err, sizeof(err));
-		if (cfg == NULL) {
+		if (cfg == NULL || kfk_conf_check(cfg, 1, err, sizeof(err)) < 0) {
 			log_error("configuration error: %s", err);
+			cfg_free(cfg);
 			return CFG_EXIT_CONFIG;
 		}
 		printf("%s: configuration is valid\n", s.conf_path);

@@ -957,9 +957,9 @@ etl_producer_main(struct cfg *cfg)
 
 	e.rk = kfk_producer_new(cfg, "pgrelay-etl_producer", kfk_acks_report, &e.acks,
 	    err, sizeof(err));
-	if (e.rk == NULL) {
+	if (e.rk == NULL) {	/* librdkafka refuses the configuration */
 		log_error("%s", err);
-		return 1;
+		return CFG_EXIT_CONFIG;
 	}
 	const struct kfk_topic topics[] = {
 		{ cfg->etl_topic, cfg->etl_partitions, "etl.partitions" },

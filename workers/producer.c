@@ -419,9 +419,9 @@ producer_main(struct cfg *cfg)
 
 	p.rk = kfk_producer_new(cfg, "pgrelay-producer", kfk_acks_report, &p.acks,
 	    err, sizeof(err));
-	if (p.rk == NULL) {
+	if (p.rk == NULL) {	/* librdkafka refuses the configuration */
 		log_error("%s", err);
-		return 1;
+		return CFG_EXIT_CONFIG;
 	}
 	if (kfk_cdc_topics_wait(p.rk, cfg) == PGR_CONFIG) {
 		rd_kafka_destroy(p.rk);

@@ -291,9 +291,9 @@ snapshot_main(struct cfg *cfg, int force)
 
 	s.rk = kfk_producer_new(cfg, "pgrelay-snapshot", kfk_acks_report, &s.acks,
 	    err, sizeof(err));
-	if (s.rk == NULL) {
+	if (s.rk == NULL) {	/* librdkafka refuses the configuration */
 		log_error("%s", err);
-		return 1;
+		return CFG_EXIT_CONFIG;
 	}
 	if (kfk_cdc_topics_wait(s.rk, cfg) == PGR_CONFIG) {
 		rd_kafka_destroy(s.rk);

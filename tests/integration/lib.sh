@@ -67,20 +67,26 @@ done_testing() {
 qa() { psql "$PGRELAY_SOURCE_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 qb() { psql "$PGRELAY_TARGET_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
-# write_config FILE [extra libconfig text appended inside groups via sed]
+# write_config [FILE]: this test's config (default $T_DIR/pgrelay.conf).
+# T_BROKERS, T_SOURCE_DSN and T_TARGET_DSN put the brokers and DSNs in the
+# file (by default the environment's apply); T_KAFKA_PROPERTIES is the body
+# of kafka.properties, one ("name", "value") pair per line.
 write_config() {
 	local f=${1:-$T_DIR/pgrelay.conf}
 	cat > "$f" <<CONF
 log = { level = "info"; };
 kafka = {
-  brokers = "$PGRELAY_KAFKA_BROKERS";
+  brokers = "${T_BROKERS:-$PGRELAY_KAFKA_BROKERS}";
   cdc_topic = "$T_TOPIC";
   dlq_topic = "$T_DLQ";
   partitions = ${T_PARTITIONS:-4};
-  group_id = "$T_GROUP";
+  group_id = "$T_GROUP";${T_KAFKA_PROPERTIES:+
+  properties = (
+$T_KAFKA_PROPERTIES
+  );}
 };
-source = { dsn = "set by PGRELAY_SOURCE_DSN"; };
-target = { dsn = "set by PGRELAY_TARGET_DSN"; };
+source = { dsn = "${T_SOURCE_DSN:-set by PGRELAY_SOURCE_DSN}"; };
+target = { dsn = "${T_TARGET_DSN:-set by PGRELAY_TARGET_DSN}"; };
 producer = { poll_interval_ms = 100; batch_size = ${T_PRODUCER_BATCH:-5000}; retention_s = 3600; };
 snapshot = { batch_size = ${T_SNAPSHOT_BATCH:-10000}; };
 consumer = { batch_size = ${T_CONSUMER_BATCH:-500}; batch_timeout_ms = 20; count = ${T_CONSUMERS:-1}; min = ${T_CONSUMERS_MIN:-0}; max = ${T_PARTITIONS:-4}; };

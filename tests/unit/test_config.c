@@ -1,14 +1,17 @@
 /*
  * test_config.c - cfg_load: values, defaults, environment overrides, and
- * every kind of error naming file, line and key.
+ * every kind of error naming file, line and key; kafka.properties and its
+ * check against librdkafka (kfk_conf_check).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "kafka.h"
 #include "tap.h"
 
 static char dir[] = "/tmp/pgrelay-test-config-XXXXXX";
@@ -74,6 +77,181 @@ check_error(const char *name, const char *text, const char *want)
 	    "%s: refused, error starts with '%s'", name, want))
 		printf("#   got: %s '%s'\n", cfg ? "a config," : "NULL,", err);
 	cfg_free(cfg);
+}
+
+/* Loads text (mode mode) and runs kfk_conf_check (create as given);
+ * expects an error starting with dir/want, or none when want is "". */
+static void
+check_kafka(const char *name, int mode, int create, const char *text,
+    const char *want)
+{
+	char err[1024] = "", full[512];
+	const char *path = write_file(name, text);
+	struct cfg *cfg;
+	int rc = -1;
+
+	chmod(path, (mode_t)mode);
+	cfg = cfg_load(path, err, sizeof(err));
+	if (cfg != NULL)
+		rc = kfk_conf_check(cfg, create, err, sizeof(err));
+	if (want[0] == '\0') {
+		if (!ok(rc == 0, "%s: accepted", name))
+			printf("#   got: '%s'\n", err);
+	} else {
+		snprintf(full, sizeof(full), "%s/%s", dir, want);
+		if (!ok(rc < 0 && starts_with(err, full), "%s: refused, error starts "
+		    "with '%s'", name, want))
+			printf("#   got: '%s'\n", err);
+	}
+	cfg_free(cfg);
+}
+
+#define KBASE \
+	"source = { dsn = \"host=a\"; };\n" \
+	"target = { dsn = \"host=b\"; };\n" \
+	"kafka = {\n" \
+	"  brokers = \"b1:9092\";\n" \
+	"  properties = (\n"
+
+static void
+test_kafka_properties(void)
+{
+	struct cfg *cfg;
+	char text[1024], secret[256];
+
+	is_str(load_err("kp.conf", KBASE
+	    "    (\"security.protocol\", \"SASL_SSL\"),\n"
+	    "    (\"socket.timeout.ms\", 30000),\n"
+	    "    (\"enable.ssl.certificate.verification\", true),\n"
+	    "    [\"sasl.username\", \"u\"]\n"
+	    "  );\n};\n", &cfg), "", "kafka.properties: pairs of strings, integers, booleans load");
+	ok(cfg != NULL && cfg->nkprops == 4 &&
+	    strcmp(cfg->kprops[0].value, "SASL_SSL") == 0 && cfg->kprops[0].line == 6 &&
+	    strcmp(cfg->kprops[1].value, "30000") == 0 && cfg->kprops[1].line == 7 &&
+	    strcmp(cfg->kprops[2].value, "true") == 0 &&
+	    strcmp(cfg->kprops[3].value, "u") == 0,
+	    "each as librdkafka's string, with its line (a pair may be an array)");
+	cfg_free(cfg);
+	check_kafka("kpok.conf", 0600, 0, KBASE "    (\"security.protocol\", \"SASL_SSL\"),\n"
+	    "    (\"sasl.mechanisms\", \"PLAIN\")\n  );\n};\n", "");
+
+	check_error("kpgroup.conf", KBASE "  );\n  properties2 = 1;\n};\n",
+	    "kpgroup.conf:7: kafka.properties2: unknown key");
+	check_error("kpnotlist.conf", "kafka = {\n  brokers = \"x\";\n"
+	    "  properties = { a = 1; };\n};\nsource = { dsn = \"a\"; };\n"
+	    "target = { dsn = \"b\"; };\n",
+	    "kpnotlist.conf:3: kafka.properties: expected a list of (\"name\", value) "
+	    "pairs, got a group");
+	check_error("kpnotpair.conf", KBASE "    (\"acks\")\n  );\n};\n",
+	    "kpnotpair.conf:6: kafka.properties: entry 1: expected a pair");
+	check_error("kpname.conf", KBASE "    (1, \"x\")\n  );\n};\n",
+	    "kpname.conf:6: kafka.properties: entry 1: expected a pair");
+	check_error("kpfloat.conf", KBASE "    (\"x.y\", 1.5)\n  );\n};\n",
+	    "kpfloat.conf:6: kafka.properties: x.y: expected a string, an integer or "
+	    "true/false as the value, got a float");
+	check_error("kptwice.conf", KBASE "    (\"linger.ms\", 1),\n\n"
+	    "    (\"linger.ms\", 2)\n  );\n};\n",
+	    "kptwice.conf:8: kafka.properties: linger.ms: given twice (first on line 6)");
+
+	/* secrets: file: and env:, and where they may be plain */
+	ok(cfg_kprop_is_secret("sasl.password") && cfg_kprop_is_secret("ssl.key.password") &&
+	    cfg_kprop_is_secret("ssl.keystore.password") && cfg_kprop_is_secret("ssl.key.pem") &&
+	    !cfg_kprop_is_secret("sasl.username"), "which properties are secrets");
+	snprintf(secret, sizeof(secret), "%s", write_file("pw", "s3cret\n"));
+	chmod(secret, 0600);
+	snprintf(text, sizeof(text), KBASE "    (\"sasl.password\", \"file:%s\")\n  );\n};\n",
+	    secret);
+	is_str(load_err("kpfile.conf", text, &cfg), "", "a file: secret (0600) loads");
+	is_str(cfg && cfg->nkprops == 1 ? cfg->kprops[0].value : NULL, "s3cret",
+	    "its content, without the newline");
+	ok(cfg && cfg->kprops[0].secret, "and is marked secret");
+	cfg_free(cfg);
+	chmod(secret, 0644);
+	check_error("kpfile2.conf", text, "kpfile2.conf:6: kafka.properties: sasl.password: ");
+	ok(strstr(load_err("kpfile3.conf", text, NULL), "every user can read it (mode 0644)")
+	    != NULL, "a secret file every user can read is refused, its mode named");
+	snprintf(secret, sizeof(secret), "%s", write_file("user", "reader\n"));
+	chmod(secret, 0644);
+	snprintf(text, sizeof(text), KBASE "    (\"sasl.username\", \"file:%s\")\n  );\n};\n",
+	    secret);
+	is_str(load_err("kpfile4.conf", text, NULL), "", "a file: value that is no secret may be readable");
+	check_error("kpnofile.conf", KBASE "    (\"sasl.password\", \"file:/nonexistent/pw\")\n"
+	    "  );\n};\n", "kpnofile.conf:6: kafka.properties: sasl.password: cannot read "
+	    "/nonexistent/pw: ");
+	snprintf(secret, sizeof(secret), "%s", write_file("empty", "\n"));
+	chmod(secret, 0600);
+	snprintf(text, sizeof(text), KBASE "    (\"sasl.password\", \"file:%s\")\n  );\n};\n",
+	    secret);
+	ok(strstr(load_err("kpempty.conf", text, NULL), "is empty") != NULL,
+	    "an empty secret file is refused");
+	setenv("PGRELAY_TEST_PW", "from-env", 1);
+	is_str(load_err("kpenv.conf", KBASE "    (\"sasl.password\", \"env:PGRELAY_TEST_PW\")\n"
+	    "  );\n};\n", &cfg), "", "an env: secret loads");
+	is_str(cfg && cfg->nkprops == 1 ? cfg->kprops[0].value : NULL, "from-env",
+	    "with the variable's value");
+	cfg_free(cfg);
+	unsetenv("PGRELAY_TEST_PW");
+	{
+		char e2[512];
+		const char *path = write_file("kpctl.conf", KBASE
+		    "    (\"sasl.password\", \"env:PGRELAY_TEST_PW\")\n  );\n};\n");
+		cfg = cfg_load_no_secrets(path, e2, sizeof(e2));
+		ok(cfg != NULL && cfg->nkprops == 1, "cfg_load_no_secrets (pgrelayctl) "
+		    "loads without the secret's variable");
+		cfg_free(cfg);
+	}
+	check_error("kpenv2.conf", KBASE "    (\"sasl.password\", \"env:PGRELAY_TEST_PW\")\n"
+	    "  );\n};\n", "kpenv2.conf:6: kafka.properties: sasl.password: the environment "
+	    "variable PGRELAY_TEST_PW is not set or empty");
+	/* a plain secret: only in a config file others cannot read */
+	check_kafka("kpplain.conf", 0644, 0, KBASE "    (\"sasl.password\", \"pw\")\n  );\n};\n",
+	    "kpplain.conf:6: kafka.properties: sasl.password: a secret in a config file "
+	    "every user can read");
+	check_kafka("kpplain2.conf", 0640, 0, KBASE "    (\"sasl.password\", \"pw\")\n  );\n};\n",
+	    "");
+
+	/* librdkafka's verdict, and pgrelay's own settings */
+	check_kafka("kpunknown.conf", 0600, 0, KBASE "    (\"security.protocol\", \"SSL\"),\n"
+	    "    (\"no.such.thing\", \"1\")\n  );\n};\n",
+	    "kpunknown.conf:7: kafka.properties: no.such.thing: librdkafka: No such "
+	    "configuration property");
+	check_kafka("kpvalue.conf", 0600, 0, KBASE "    (\"linger.ms\", \"soon\")\n  );\n};\n",
+	    "kpvalue.conf:6: kafka.properties: linger.ms: pgrelay sets it itself (to 2)");
+	check_kafka("kpvalue2.conf", 0600, 0, KBASE "    (\"socket.timeout.ms\", \"soon\")\n"
+	    "  );\n};\n", "kpvalue2.conf:6: kafka.properties: socket.timeout.ms: librdkafka: "
+	    "Invalid value");
+	check_kafka("kpacks.conf", 0600, 0, KBASE "    (\"acks\", 1)\n  );\n};\n",
+	    "kpacks.conf:6: kafka.properties: acks: pgrelay sets it itself (to all); it "
+	    "cannot be overridden");
+	check_kafka("kpgid.conf", 0600, 0, KBASE "    (\"group.id\", \"g\")\n  );\n};\n",
+	    "kpgid.conf:6: kafka.properties: group.id: pgrelay sets it itself (from "
+	    "kafka.group_id, etl.group_id)");
+	check_kafka("kptxn.conf", 0600, 0, KBASE "    (\"transactional.id\", \"t\")\n  );\n};\n",
+	    "kptxn.conf:6: kafka.properties: transactional.id: pgrelay refuses it (never:");
+	check_kafka("kpalias.conf", 0600, 0, KBASE "    (\"queue.buffering.max.ms\", 100)\n"
+	    "  );\n};\n", "kpalias.conf:6: kafka.properties: queue.buffering.max.ms: it sets "
+	    "linger.ms, which pgrelay sets itself");
+	check_kafka("kpalias2.conf", 0600, 0, KBASE "    (\"metadata.broker.list\", \"b2:9092\")\n"
+	    "  );\n};\n", "kpalias2.conf:6: kafka.properties: metadata.broker.list: it sets "
+	    "bootstrap.servers");
+	check_kafka("kpalias3.conf", 0600, 0, KBASE "    (\"max.partition.fetch.bytes\", 1048576)\n"
+	    "  );\n};\n", "kpalias3.conf:6: kafka.properties: max.partition.fetch.bytes: it "
+	    "sets fetch.message.max.bytes");
+	/* create: what only rd_kafka_new checks */
+	check_kafka("kpca.conf", 0600, 1, KBASE "    (\"security.protocol\", \"SSL\"),\n"
+	    "    (\"ssl.ca.location\", \"/nonexistent/ca.crt\")\n  );\n};\n",
+	    "kpca.conf:7: kafka.properties: ssl.ca.location: librdkafka cannot create a "
+	    "producer with it: ");
+	check_kafka("kpca2.conf", 0600, 0, KBASE "    (\"security.protocol\", \"SSL\"),\n"
+	    "    (\"ssl.ca.location\", \"/nonexistent/ca.crt\")\n  );\n};\n", "");
+	check_kafka("kpmech.conf", 0600, 1, KBASE "    (\"security.protocol\", \"SASL_SSL\"),\n"
+	    "    (\"sasl.mechanisms\", \"NOPE\")\n  );\n};\n",
+	    "kpmech.conf:7: kafka.properties: sasl.mechanisms: librdkafka cannot create a "
+	    "producer with it: ");
+	check_kafka("kpcreate.conf", 0600, 1, KBASE "    (\"security.protocol\", \"SASL_SSL\"),\n"
+	    "    (\"sasl.mechanisms\", \"PLAIN\"),\n    (\"sasl.username\", \"u\"),\n"
+	    "    (\"sasl.password\", \"p\")\n  );\n};\n", "");
+	check_kafka("kpnone.conf", 0644, 1, BASE, "");
 }
 
 int
@@ -300,6 +478,7 @@ main(void)
 	    "recbytes1.conf:8: etl.max_record_bytes: 16777217 is out of range [1024, 16777216]");
 	check_error("recbytes2.conf", BASE "etl = {\n  max_record_bytes = \"64k\";\n};\n",
 	    "recbytes2.conf:8: etl.max_record_bytes: expected an integer, got a string");
+	test_kafka_properties();
 
 	char err[512];
 	ok(cfg_load("/nonexistent/x.conf", err, sizeof(err)) == NULL &&
@@ -356,6 +535,8 @@ main(void)
 			p += sprintf(p, "  %s = \"%s\";\n", ki.name, ki.def_str);
 		else if (strcmp(ki.type, "boolean") == 0)
 			p += sprintf(p, "  %s = %s;\n", ki.name, ki.def_int ? "true" : "false");
+		else if (strcmp(ki.type, "list") == 0)
+			p += sprintf(p, "  %s = ();\n", ki.name);
 		else
 			p += sprintf(p, "  %s = %lldL;\n", ki.name, ki.def_int);
 		nkeys++;

@@ -301,12 +301,15 @@ versions_match() {
 # A captured after the snapshot's cut (what the stream must carry) is on
 # the CDC topic, once or at least once, there are at least MIN of them, and
 # the topic carries no change A does not have.  Checked at the topic, where
-# a later change of a row cannot hide a lost earlier one.
+# a later change of a row cannot hide a lost earlier one, and read as the
+# consumers read it (read_committed): a change that is only in an aborted
+# transaction is not on it.
 topic_complete() {
 	local what=$1 mode=$2 min=$3 n missing extra twice
 	qa -c "SELECT change_id FROM emp_cdc WHERE NOT pg_visible_in_snapshot(txid,
 	         (SELECT cut FROM pgrelay_snapshot_state))" | sort > "$T_DIR/want.ids"
-	kcat -b "$PGRELAY_KAFKA_BROKERS" -C -t "$T_TOPIC" -o beginning -e -q \
+	kcat -b "$PGRELAY_KAFKA_BROKERS" -X isolation.level=read_committed \
+	    -C -t "$T_TOPIC" -o beginning -e -q \
 	    -f '%s\n' 2>/dev/null |
 	    jq -r 'select(type == "object" and .op != "r") | .source.change_id' |
 	    sort > "$T_DIR/topic.ids"

@@ -97,6 +97,7 @@ main(void)
 	is_int(cfg->rule_min_salary, 10000, "rules.min_salary default");
 	is_int(cfg->rule_min_dob_days, 13514, "rules.min_dob default as days (2007-01-01)");
 	is_str(cfg->runtime_dir, "/run/pgrelay", "supervisor.runtime_dir default");
+	is_int(cfg->producer_lease_s, 5, "producer.lease_s default (5 s: takeover within 10)");
 	cfg_free(cfg);
 
 	{
@@ -107,6 +108,7 @@ main(void)
 			printf("#   %s\n", err);
 		else
 			is_int(ex->consumer_max, 6, "and its consumer.max is 6");
+		is_int(ex ? ex->producer_lease_s : -1, 5, "and it lists producer.lease_s = 5");
 		cfg_free(ex);
 	}
 
@@ -220,6 +222,18 @@ main(void)
 	is_str(load_err("pool3.conf", BASE "supervisor = {\n  scale_pool = \"consumer\";\n};\n",
 	    &cfg), "", "supervisor.scale_pool = \"consumer\" loads");
 	cfg_free(cfg);
+
+	/* producer.lease_s: renewed every second, so at least 2 */
+	is_str(load_err("lease.conf", BASE "producer = {\n  lease_s = 2;\n};\n", &cfg),
+	    "", "producer.lease_s = 2 loads");
+	is_int(cfg ? cfg->producer_lease_s : -1, 2, "and is kept");
+	cfg_free(cfg);
+	check_error("lease1.conf", BASE "producer = {\n  lease_s = 1;\n};\n",
+	    "lease1.conf:8: producer.lease_s: 1 is out of range [2, 3600]");
+	check_error("lease2.conf", BASE "producer = {\n  lease_s = 3601;\n};\n",
+	    "lease2.conf:8: producer.lease_s: 3601 is out of range [2, 3600]");
+	check_error("lease3.conf", BASE "producer = {\n  lease_s = \"5s\";\n};\n",
+	    "lease3.conf:8: producer.lease_s: expected an integer, got a string");
 
 	char err[512];
 	ok(cfg_load("/nonexistent/x.conf", err, sizeof(err)) == NULL &&

@@ -104,12 +104,21 @@ frozen="$sup1 $(sup_status --json | jq -r '.children[] | select(.state == "runni
 base=$(topic_end)
 qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)
        SELECT 'w' || i, 'b', DATE '2010-01-01', 'c', 30000 FROM generate_series(1, $WINDOW) i"
-mid=0
+# Frozen when the topic shows an open transaction (its end beyond the last
+# stable offset), if one is seen within 20 looks: a transactional producer
+# has one open for part of each batch, the unmodified producer never.
+# Either way the holder is frozen with the window half sent, and often
+# with a batch in librdkafka's queue.
+mid=0 looks=0
 for i in $(seq 1 1500); do
 	e=$(topic_end)
-	if [ "$e" -gt $((base + 100)) ]; then
-		[ "$e" -lt $((base + WINDOW * 9 / 10)) ] && mid=1
+	if [ "$e" -ge $((base + WINDOW * 9 / 10)) ]; then
+		mid=0
 		break
+	fi
+	if [ "$e" -gt $((base + 100)) ]; then
+		mid=1 looks=$((looks + 1))
+		[ "$e" -gt "$(topic_end read_committed)" ] || [ "$looks" -ge 20 ] && break
 	fi
 	sleep 0.02
 done
@@ -175,6 +184,11 @@ compare_ab "after the freeze and the wake" "=$n"
 versions_match "after the freeze and the wake"
 topic_complete "after the freeze and the wake" at-least-once $((WINDOW + 400 + changes))
 key_order "after the freeze and the wake"
+records() {	# records ISOLATION: the CDC topic's records as a reader sees them
+	kcat -b "$PGRELAY_KAFKA_BROKERS" -X "isolation.level=$1" -C -t "$T_TOPIC" \
+	    -o beginning -e -q -f 'x\n' 2>/dev/null | wc -l
+}
+diag "records of aborted transactions on the topic (a read_committed reader skips them): $(($(records read_uncommitted) - $(records read_committed)))"
 
 stop_worker s2
 is "$?" 0 "the second supervisor stops cleanly"

@@ -19,8 +19,9 @@
 #include "kafka.h"
 
 /* The version of A's schema (component 'source') the producer and the
- * snapshot need: 2 captures a TRUNCATE (sql/source/002_truncate.sql). */
-#define CDC_SOURCE_SCHEMA_VERSION 2
+ * snapshot need: 2 captures a TRUNCATE (sql/source/002_truncate.sql), 3
+ * holds the producer's lease (003_producer_lease.sql). */
+#define CDC_SOURCE_SCHEMA_VERSION 3
 
 /* The days from 1970-01-01 of the date column COL, as the change event
  * carries them, or NULL when the event cannot carry it (infinity, or

@@ -66,6 +66,8 @@ static const struct cfg_key cfg_schema[] = {
 	INT("producer", "batch_size", producer_batch_size, 5000, 1, 1000000),
 	INT("producer", "retention_s", producer_retention_s, 3600, 0, 365 * 86400),
 	INT("producer", "long_txn_warn_s", producer_long_txn_warn_s, 30, 1, 86400),
+	/* renewed every second: 2 s leaves one renewal of slack */
+	INT("producer", "lease_s", producer_lease_s, 5, 2, 3600),
 
 	INT("snapshot", "batch_size", snapshot_batch_size, 10000, 1, 1000000),
 

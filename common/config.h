@@ -66,6 +66,7 @@ struct cfg {
 	int producer_batch_size;
 	int producer_retention_s;
 	int producer_long_txn_warn_s;
+	int producer_lease_s;		/* a standby takes over a holder silent this long */
 
 	/* snapshot */
 	int snapshot_batch_size;

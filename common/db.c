@@ -123,7 +123,8 @@ db_query_cls(PGconn *conn, const char *sql, int nparams,
 
 PGresult *
 db_query_ticking(PGconn *conn, const char *sql, int nparams,
-    const char *const *params, void (*tick)(void), char *err, size_t errlen)
+    const char *const *params, void (*tick)(void *), void *arg, char *err,
+    size_t errlen)
 {
 	PGresult *res = NULL, *next;
 	ExecStatusType st;
@@ -140,7 +141,7 @@ db_query_ticking(PGconn *conn, const char *sql, int nparams,
 			return NULL;
 		}
 		if (tick != NULL)
-			tick();
+			tick(arg);
 		if (!PQconsumeInput(conn)) {
 			result_error(conn, NULL, err, errlen);
 			return NULL;

@@ -34,11 +34,13 @@ PGresult *db_query_cls(PGconn *conn, const char *sql, int nparams,
 
 /* db_query() for a statement that may take long (a window of millions of
  * changes): waits for the answer in poll() slices of at most a second and
- * calls tick (if not NULL) after each, so that the worker can report that
- * it is alive while A works (the supervisor's watchdog would otherwise
- * take a long statement for a hung worker, kill it, and loop). */
+ * calls tick(arg) (if tick is not NULL) after each, so that the worker can
+ * report that it is alive while A works (the supervisor's watchdog would
+ * otherwise take a long statement for a hung worker, kill it, and loop)
+ * and do what must go on meanwhile (the producer renews its lease). */
 PGresult *db_query_ticking(PGconn *conn, const char *sql, int nparams,
-    const char *const *params, void (*tick)(void), char *err, size_t errlen);
+    const char *const *params, void (*tick)(void *), void *arg, char *err,
+    size_t errlen);
 
 /* db_query() for statements whose rows are not wanted: 0, PGR_DATA or
  * PGR_RETRY, as db_query_cls() classes them. */

@@ -19,6 +19,10 @@ enum pgr_err {
 	/* the configuration contradicts what exists (a topic's partition
 	 * count, a topic name): exit CFG_EXIT_CONFIG, do not restart */
 	PGR_CONFIG = -3,
+	/* a Kafka producer handle is dead (librdkafka raised a fatal error,
+	 * such as being fenced by a newer producer with the same
+	 * transactional.id): destroy it, never send with it again */
+	PGR_FATAL = -4,
 };
 
 #endif

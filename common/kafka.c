@@ -115,8 +115,8 @@ static const struct kfk_own kfk_own[] = {
 	{ "queued.min.messages", KFK_STR(KFK_PREFETCH_MESSAGES), NULL, KFK_CONSUMER },
 	{ "fetch.message.max.bytes", KFK_STR(KFK_FETCH_PARTITION_BYTES), NULL, KFK_CONSUMER },
 
-	{ "transactional.id", NULL, "never: pgrelay's producers are idempotent, "
-	    "not transactional", KFK_BOTH },
+	{ "transactional.id", NULL, "the CDC producer's fencing: "
+	    "pgrelay-producer-CDC_TOPIC", KFK_BOTH },
 	{ "group.instance.id", NULL, "never: every consumer has the same "
 	    "configuration, and one static member id would fence all but one",
 	    KFK_BOTH },
@@ -308,6 +308,29 @@ login_error(int err, const char *reason, const char *more)
 	    reason, hint, more);
 }
 
+void
+kfk_fatal_clear(void)
+{
+	atomic_store(&kfk_fatal_seen, 0);
+}
+
+/* librdkafka 2.0.2 reports a fenced transactional producer as __FENCED
+ * (rdkafka_txnmgr.c maps the broker's two codes to it); the broker's own
+ * codes are accepted too. */
+static int
+fenced_error(rd_kafka_resp_err_t e)
+{
+	return e == RD_KAFKA_RESP_ERR__FENCED ||
+	    e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+	    e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+int
+kfk_fenced(rd_kafka_t *rk)
+{
+	return fenced_error(rd_kafka_fatal_error(rk, NULL, 0));
+}
+
 static void
 kfk_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -319,8 +342,14 @@ kfk_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fbuf, sizeof(fbuf));
 		redact(kfk_log_cfg, fbuf, line, sizeof(line));
-		log_error("kafka fatal error %s: %s; the process exits and is "
-		    "restarted", rd_kafka_err2name(ferr), line);
+		if (fenced_error(ferr))
+			log_warn("kafka: this producer was fenced (%s: %s): a newer "
+			    "producer with its transactional.id took over, and "
+			    "nothing more it sends can reach the topic",
+			    rd_kafka_err2name(ferr), line);
+		else
+			log_error("kafka fatal error %s: %s; the process exits and "
+			    "is restarted", rd_kafka_err2name(ferr), line);
 		atomic_store(&kfk_fatal_seen, 1);
 		return;
 	}
@@ -563,9 +592,12 @@ kfk_conf_check(const struct cfg *cfg, int create, char *err, size_t errlen)
 	return 0;
 }
 
-rd_kafka_t *
-kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
-    void *opaque, char *err, size_t errlen)
+/* A producer with the settings every pgrelay producer shares (kfk_own,
+ * kafka.properties), then the NULL-terminated pairs of extra. */
+static rd_kafka_t *
+producer_new(const struct cfg *cfg, const char *client_id,
+    const char *const *extra, kfk_dr_cb dr, void *opaque, char *err,
+    size_t errlen)
 {
 	char why[512];
 	rd_kafka_conf_t *conf;
@@ -577,6 +609,12 @@ kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
 	    err, errlen);
 	if (conf == NULL)
 		return NULL;
+	for (size_t i = 0; extra[i] != NULL; i += 2) {
+		if (own_set(conf, extra[i], extra[i + 1], err, errlen) < 0) {
+			rd_kafka_conf_destroy(conf);
+			return NULL;
+		}
+	}
 	if (dr != NULL)
 		rd_kafka_conf_set_dr_msg_cb(conf, dr);
 	rd_kafka_conf_set_opaque(conf, opaque);
@@ -587,6 +625,37 @@ kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
 		return NULL;
 	}
 	return rk;	/* conf is owned by rk now */
+}
+
+rd_kafka_t *
+kfk_producer_new(const struct cfg *cfg, const char *client_id, kfk_dr_cb dr,
+    void *opaque, char *err, size_t errlen)
+{
+	static const char *const extra[] = {
+		"message.timeout.ms", "0",	/* never give up: the position stays put */
+		NULL
+	};
+
+	return producer_new(cfg, client_id, extra, dr, opaque, err, errlen);
+}
+
+rd_kafka_t *
+kfk_txn_producer_new(const struct cfg *cfg, const char *client_id,
+    const char *transactional_id, kfk_dr_cb dr, void *opaque, char *err,
+    size_t errlen)
+{
+	const char *const extra[] = {
+		"transactional.id", transactional_id,
+		/* not 0 (kfk_own's "never give up"): a transactional producer's
+		 * messages time out with its transaction (transaction.timeout.ms,
+		 * 60 s): one that cannot be delivered fails its transaction,
+		 * which is aborted and sent again from the position, rather than
+		 * keep it open for ever */
+		"message.timeout.ms", "60000",
+		NULL
+	};
+
+	return producer_new(cfg, client_id, extra, dr, opaque, err, errlen);
 }
 
 rd_kafka_t *
@@ -963,4 +1032,112 @@ kfk_acks_wait(rd_kafka_t *rk, struct kfk_acks *a, volatile sig_atomic_t *stop,
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- transactions ---------------------------------------------------------
+ *
+ * Each call blocks for at most KFK_TXN_SLICE_MS, then calls tick and, if
+ * tick returns 0, resumes (librdkafka 2.0.2 resumes init, commit and abort
+ * after a retriable timeout: rdkafka_txnmgr.c).  librdkafka's error object
+ * has three flags; what they ask of the caller (rdkafka.h, Transactional
+ * producer API): */
+#define KFK_TXN_SLICE_MS 500
+
+enum txn_action { TXN_AGAIN, TXN_ABORT, TXN_DEAD };
+
+/* Classifies e, writes "what: error" into err, destroys e. */
+static enum txn_action
+txn_error(rd_kafka_error_t *e, const char *what, char *err, size_t errlen)
+{
+	enum txn_action a;
+
+	/* neither retriable nor abortable: treat as fatal, as rdkafka.h
+	 * recommends (a wrong state, an authorization failure ...) */
+	a = rd_kafka_error_is_fatal(e) ? TXN_DEAD :
+	    rd_kafka_error_txn_requires_abort(e) ? TXN_ABORT :
+	    rd_kafka_error_is_retriable(e) ? TXN_AGAIN : TXN_DEAD;
+	snprintf(err, errlen, "kafka transaction: %s: %s: %s", what,
+	    rd_kafka_error_name(e), rd_kafka_error_string(e));
+	rd_kafka_error_destroy(e);
+	return a;
+}
+
+int
+kfk_txn_init(rd_kafka_t *rk, kfk_tick_fn tick, void *arg, char *err,
+    size_t errlen)
+{
+	for (int n = 0;; n++) {
+		rd_kafka_error_t *e = rd_kafka_init_transactions(rk, KFK_TXN_SLICE_MS);
+
+		if (e == NULL)
+			return 0;
+		if (txn_error(e, "init", err, errlen) != TXN_AGAIN)
+			return PGR_FATAL;
+		if (n % 20 == 19)	/* every 10 s */
+			log_warn("%s; still trying (the transaction coordinator "
+			    "must answer before this producer sends)", err);
+		if (tick(arg) < 0)
+			return PGR_RETRY;
+	}
+}
+
+int
+kfk_txn_begin(rd_kafka_t *rk, char *err, size_t errlen)
+{
+	rd_kafka_error_t *e = rd_kafka_begin_transaction(rk);
+
+	if (e == NULL)
+		return 0;
+	/* begin is local: a failure is a wrong state or a fatal error */
+	txn_error(e, "begin", err, errlen);
+	return PGR_FATAL;
+}
+
+int
+kfk_txn_abort(rd_kafka_t *rk, kfk_tick_fn tick, void *arg, char *err,
+    size_t errlen)
+{
+	for (;;) {
+		rd_kafka_error_t *e = rd_kafka_abort_transaction(rk, KFK_TXN_SLICE_MS);
+
+		if (e == NULL)
+			return 0;
+		if (txn_error(e, "abort", err, errlen) != TXN_AGAIN)
+			return PGR_FATAL;
+		if (tick(arg) < 0)
+			return PGR_RETRY;
+	}
+}
+
+int
+kfk_txn_commit(rd_kafka_t *rk, kfk_tick_fn tick, void *arg, char *err,
+    size_t errlen)
+{
+	for (;;) {
+		rd_kafka_error_t *e = rd_kafka_commit_transaction(rk, KFK_TXN_SLICE_MS);
+		char why[512];
+
+		if (e == NULL)
+			return 0;
+		switch (txn_error(e, "commit", err, errlen)) {
+		case TXN_DEAD:
+			return PGR_FATAL;
+		case TXN_ABORT:
+			if (kfk_txn_abort(rk, tick, arg, why, sizeof(why)) == PGR_FATAL) {
+				snprintf(err + strlen(err), errlen - strlen(err),
+				    "; then %s", why);
+				return PGR_FATAL;
+			}
+			return PGR_RETRY;
+		case TXN_AGAIN:
+			if (tick(arg) < 0) {
+				/* given up: abort if it can (one slice, tick says
+				 * stop), so that the partitions' readers are not held
+				 * back until the transaction times out */
+				kfk_txn_abort(rk, tick, arg, why, sizeof(why));
+				return PGR_RETRY;
+			}
+			break;
+		}
+	}
 }

@@ -1,7 +1,8 @@
 /*
  * kafka.h - librdkafka handles configured the one way pgrelay wants them.
  *
- * Producers are idempotent (acks=all, no reordering on retry).  Consumers
+ * Producers are idempotent (acks=all, no reordering on retry); the CDC
+ * producer is also transactional (kfk_txn_producer_new).  Consumers
  * never auto-commit: a consumer's position lives in B, in the same
  * transaction as the rows (see workers/consumer.c).  Every client gets
  * kafka.properties first, then pgrelay's own settings, which the
@@ -45,6 +46,44 @@ int kfk_conf_check(const struct cfg *cfg, int create, char *err, size_t errlen);
  * configuration error: exit CFG_EXIT_CONFIG). */
 rd_kafka_t *kfk_producer_new(const struct cfg *cfg, const char *client_id,
     kfk_dr_cb dr, void *opaque, char *err, size_t errlen);
+
+/* A transactional producer (idempotent as well) with transactional_id: it
+ * may produce only inside a transaction (kfk_txn_* below), after
+ * kfk_txn_init().  Its kfk_txn_init() fences every earlier handle with the
+ * same transactional_id, on any host: their open transaction is aborted
+ * and whatever they send or commit afterwards fails with a fatal error
+ * (kfk_fenced()).  A fenced or otherwise fatal handle is only destroyed:
+ * never used again, and never replaced by one with another id. */
+rd_kafka_t *kfk_txn_producer_new(const struct cfg *cfg, const char *client_id,
+    const char *transactional_id, kfk_dr_cb dr, void *opaque, char *err,
+    size_t errlen);
+
+/* What the kfk_txn_* calls do while they wait (at most 500 ms at a time):
+ * report liveness and whatever else must go on.  Returns 0 to go on
+ * waiting, -1 to give up (the call then returns PGR_RETRY, having tried to
+ * abort a transaction it was committing). */
+typedef int (*kfk_tick_fn)(void *arg);
+
+/* Each returns 0, PGR_RETRY (not done: the transaction, if one was open,
+ * is aborted or will be by the broker; send its messages again in a new
+ * one), or PGR_FATAL (the handle is dead: destroy it; kfk_fenced() tells
+ * whether a newer producer fenced it), with err filled. */
+int kfk_txn_init(rd_kafka_t *rk, kfk_tick_fn tick, void *arg, char *err,
+    size_t errlen);
+int kfk_txn_begin(rd_kafka_t *rk, char *err, size_t errlen);
+/* Delivers every message of the open transaction, then commits it; an
+ * abortable failure (a message that could not be delivered ...) aborts
+ * it and returns PGR_RETRY. */
+int kfk_txn_commit(rd_kafka_t *rk, kfk_tick_fn tick, void *arg, char *err,
+    size_t errlen);
+/* Aborts the open transaction: its messages are never seen by a
+ * read_committed reader. */
+int kfk_txn_abort(rd_kafka_t *rk, kfk_tick_fn tick, void *arg, char *err,
+    size_t errlen);
+
+/* 1 if rk's fatal error is that a newer producer with its
+ * transactional.id fenced it. */
+int kfk_fenced(rd_kafka_t *rk);
 
 /* A consumer's prefetch: librdkafka fetches while its queue holds fewer
  * than KFK_PREFETCH_MESSAGES messages and fewer than KFK_PREFETCH_KBYTES
@@ -139,7 +178,10 @@ void kfk_acks_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque
 int kfk_acks_wait(rd_kafka_t *rk, struct kfk_acks *a,
     volatile sig_atomic_t *stop, char *err, size_t errlen);
 
-/* 1 once librdkafka has reported a fatal error; the worker must exit. */
+/* 1 once librdkafka has reported a fatal error; the worker must exit
+ * (the producer, fenced, destroys its handle and goes on: it then calls
+ * kfk_fatal_clear()). */
 int kfk_fatal(void);
+void kfk_fatal_clear(void);
 
 #endif

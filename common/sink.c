@@ -436,8 +436,10 @@ stop_gap(struct consumer *c, const rd_kafka_message_t *m)
 		    "log's range (the range itself is unknown: %s)", at,
 		    rd_kafka_err2str(e));
 	else if (at >= 0 && at < lo)
+		/* offsets, not changes: a transactional producer's commit
+		 * markers take offsets too */
 		snprintf(what, sizeof(what), "the changes at offsets %" PRId64
-		    "..%" PRId64 " (%" PRId64 " records) were deleted, by the "
+		    "..%" PRId64 " (%" PRId64 " offsets) were deleted, by the "
 		    "topic's retention or by hand, before the target applied them",
 		    at, lo - 1, lo - at);
 	else

@@ -117,15 +117,23 @@ worker_notify_ready(const char *status)
 		sd_notify(0, "READY=1");
 }
 
+static time_t worker_last_alive;
+
+void
+worker_notify_now(const char *status)
+{
+	worker_last_alive = time(NULL);
+	sd_notifyf(0, "WATCHDOG=1\nSTATUS=%s", status);
+}
+
 void
 worker_notify_alive(const char *status)
 {
-	static time_t last;
 	time_t now = time(NULL);
 
-	if (now == last)
+	if (now == worker_last_alive)
 		return;
-	last = now;
+	worker_last_alive = now;
 	if (status != NULL)
 		sd_notifyf(0, "WATCHDOG=1\nSTATUS=%s", status);
 	else

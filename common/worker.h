@@ -38,4 +38,8 @@ int worker_backoff_ms(int attempt);
 void worker_notify_ready(const char *status);
 void worker_notify_alive(const char *status);
 
+/* "WATCHDOG=1" and status at once, however recently the last went: for a
+ * change of state that must not wait (a producer that stands down). */
+void worker_notify_now(const char *status);
+
 #endif

@@ -24,7 +24,9 @@
  *
  * Liveness.  Children speak the sd_notify protocol to a datagram socket of
  * pgrelayd's (NOTIFY_SOCKET in their environment; SO_PASSCRED names the
- * sender).  A child silent for watchdog_s is killed and restarted.  Towards
+ * sender).  A child silent for watchdog_s is killed and restarted; time
+ * pgrelayd itself did not run (stopped, or its host paused) does not count
+ * as silence.  Towards
  * systemd pgrelayd sends READY=1, STATUS=, WATCHDOG=1 (only while every
  * pool is healthy), RELOADING=1 and STOPPING=1.
  *
@@ -155,6 +157,7 @@ struct sup {
 	int ready_sent;
 	double last_status;
 	double last_watchdog;
+	double last_loop;		/* when the loop last ran (excuse_own_pause) */
 	double last_extend;
 	uint64_t watchdog_usec;
 	int pending_reload, pending_usr1, pending_usr2, pending_stop;
@@ -821,6 +824,36 @@ process_restarts(struct sup *s)
 	}
 }
 
+/* A pgrelayd that did not run for a while (SIGSTOP, a paused VM, a hung
+ * host) heard nothing from its children meanwhile, frozen with it or not:
+ * that time is not held against them, or the watchdog would kill every
+ * child the moment the host wakes (the producer before it could see that
+ * another host took over, and stand by).  A child that really hangs is
+ * still caught watchdog_s after pgrelayd is back. */
+static void
+excuse_own_pause(struct sup *s)
+{
+	double now = mono_now(), gap = now - s->last_loop;
+
+	if (s->last_loop > 0 && gap > 2.0) {
+		log_warn("pgrelayd did not run for %.1fs (it was stopped, or its "
+		    "host paused): its children's silence in that time is not "
+		    "taken for a hang", gap);
+		for (int i = 0; i < MAX_SLOTS; i++) {
+			struct slot *sl = &s->slots[i];
+			if (sl->state != SLOT_RUNNING)
+				continue;
+			/* a keep-alive read just now already counts */
+			sl->last_alive = sl->last_alive + gap < now ?
+			    sl->last_alive + gap : now;
+			if (sl->term_sent > 0)
+				sl->term_sent = sl->term_sent + gap < now ?
+				    sl->term_sent + gap : now;
+		}
+	}
+	s->last_loop = now;
+}
+
 static void
 process_watchdog(struct sup *s)
 {
@@ -1207,6 +1240,7 @@ supervise(struct sup *s)
 		process_scaling(s);
 		process_restarts(s);
 		reconcile(s);
+		excuse_own_pause(s);
 		process_watchdog(s);
 		notify_status(s);
 		for (int i = 0; i < MAX_CLIENTS; i++)

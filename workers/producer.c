@@ -6,25 +6,38 @@
  *
  * Position.  The producer's position is a PostgreSQL snapshot, kept in A
  * (pgrelay_producer_state.snap): every change whose writing transaction is
- * visible in it has been acknowledged by Kafka.  Each round takes the
- * current snapshot hi and sends, in change_id order, the changes whose
- * transaction is visible in hi but not in the position lo; once Kafka has
- * acknowledged all of them the position becomes hi.  A transaction that
- * wrote a low change_id but commits after a higher one was read is
- * invisible in lo and visible in a later hi, so it is sent then: nothing
- * is skipped however transactions interleave (PgQ's method).  A
- * long-running transaction delays only its own changes; it is reported.
+ * visible in it has been committed to Kafka.  Each round takes the current
+ * snapshot hi and sends, in change_id order, the changes whose transaction
+ * is visible in hi but not in the position lo (a window); once Kafka has
+ * committed all of them the position becomes hi.  A transaction that wrote
+ * a low change_id but commits after a higher one was read is invisible in
+ * lo and visible in a later hi, so it is sent then: nothing is skipped
+ * however transactions interleave (PgQ's method).  A long-running
+ * transaction delays only its own changes; it is reported.
  *
- * Duplicates.  A crash after Kafka acknowledged part of a round and before
- * the position moved sends that part again.  Every message carries its
- * change_id as the row's version and the consumer applies a change only if
- * it is newer than the row's version in B, so B never sees it twice.
+ * Transactions.  The producer is a Kafka transactional producer
+ * (transactional.id "pgrelay-producer-" + the CDC topic: one per
+ * pipeline, the same on every host).  A window is read in batches of
+ * producer.batch_size; each batch is one Kafka transaction, committed
+ * before the next batch is read, and the position moves after the last.
+ * Consumers read with isolation.level=read_committed: an aborted batch is
+ * never seen.  (Not one transaction per window: readers see nothing of an
+ * open transaction, and a window after downtime can hold millions of
+ * changes; a batch keeps B's latency as before and each transaction short
+ * beside transaction.timeout.ms.)
+ *
+ * Duplicates.  A crash or a takeover after Kafka committed part of a
+ * window and before the position moved sends that part again, then the
+ * rest: a replay in order.  Every message carries its change_id as the
+ * row's version and the consumer applies a change only if it is newer
+ * than the row's version in B, so B never sees it twice.
  *
  * Order.  The key is the emp_id, so all changes of a row go to one
- * partition; within a round they are sent in change_id order, and a later
- * change of a row is never in an earlier round (its transaction waited for
+ * partition; within a window they are sent in change_id order, and a later
+ * change of a row is never in an earlier window (its transaction waited for
  * the row lock of the earlier one, so it commits later).  The idempotent
- * producer keeps that order through retries.
+ * producer keeps that order through retries; fencing (below) keeps it
+ * through a change of producer.
  *
  * TRUNCATE.  A TRUNCATE of employees is one change (action 't', emp_id
  * NULL; sql/source/002_truncate.sql) whose change_id T is a clean cut:
@@ -41,8 +54,35 @@
  * pruned: the snapshot reads the newest one it can see (snapshot.c).
  *
  * One at a time.  The producer holds a session advisory lock on A; a
- * second producer (another host) waits on standby until the lock frees.
- * It starts only once the snapshot worker has recorded its cut.
+ * second producer (another host) waits on standby until the lock frees:
+ * at once when the holder's session ends.  A holder that is frozen
+ * (SIGSTOP, a paused VM, a hung host) or cut off from the network keeps
+ * its session, and the lock, until A notices the dead connection: hours
+ * with default keep-alives.  So the holder also holds a lease
+ * (pgrelay_producer_lease): it renews it every second from a second
+ * connection, while it waits for A, for Kafka, and between rounds.  A
+ * standby that sees the lease not renewed for producer.lease_s (by A's
+ * clock) ends the holder's session with pg_terminate_backend, which frees
+ * the lock, takes the lock, then the lease with lease_epoch + 1, then
+ * calls init_transactions.  The takeover takes lease_s plus up to about a
+ * second (the standby looks once a second).  A holder that has not renewed
+ * for lease_s by its own clock, or finds its lease taken, stops sending
+ * and stands by.
+ *
+ * Fencing.  A holder that wakes up after a takeover may hold a window in
+ * memory.  It cannot put it on the topic: the new holder's
+ * init_transactions aborted its open transaction, and every produce or
+ * commit of its transactional.id's old epoch fails (fenced, a fatal
+ * error); it then destroys that handle and stands by, and a later tenure
+ * starts with a new handle and init_transactions (never another id).  Nor
+ * can it move the position: its session on A was ended, and the position
+ * moves only from the session the lease names, under the lease_epoch it
+ * took.  The new holder resumes from the last position: duplicates
+ * (above), never a loss.  The snapshot worker stays idempotent, not
+ * transactional: it runs before streaming starts (the producer waits for
+ * its cut) and each of its rows carries its version.
+ *
+ * It starts streaming only once the snapshot worker has recorded its cut.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -52,6 +92,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cdc.h"
 #include "codec.h"
@@ -61,32 +102,61 @@
 #include "log.h"
 #include "worker.h"
 
-#define PRODUCER_LOCK_KEY "1885828466, 1"	/* 'pgrl', 1: one producer per A */
+/* 'pgrl', 1: one producer per A.  pg_locks shows a two-key advisory lock
+ * as classid = key 1, objid = key 2, objsubid = 2. */
+#define PRODUCER_LOCK_KEY1 "1885828466"
+#define PRODUCER_LOCK_KEY2 "1"
+#define PRODUCER_LOCK_KEY PRODUCER_LOCK_KEY1 ", " PRODUCER_LOCK_KEY2
 #define RETENTION_EVERY_S 10
 #define RETENTION_CHUNK "10000"
+#define TERMINATE_WAIT_MS 5000	/* for the lock of a session we ended */
 
 struct producer {
 	struct cfg *cfg;
-	PGconn *db;
-	rd_kafka_t *rk;
+	PGconn *db;			/* rounds, position; holds the advisory lock */
+	PGconn *lease_db;		/* renews the lease while db is busy */
+	rd_kafka_t *rk;			/* transactional; NULL between tenures */
+	char txn_id[300];		/* "pgrelay-producer-" + CDC topic */
+	char holder[160];		/* "host H pid N": the lease says who */
 	int locked;			/* holds the producer advisory lock */
-	int64_t epoch;
-	struct kfk_acks acks;		/* of the current round */
+	int active;			/* lock, lease and Kafka transactions: sends */
+	int in_txn;			/* a Kafka transaction is open */
+	char lease_epoch[24];		/* of this tenure */
+	double renewed;			/* monotonic: the last renewal A confirmed */
+	double renew_tried;
+	const char *lost;		/* why the lease is lost, or NULL */
+	char lost_why[600];
+	int seen_pid;			/* standby: a holder without its lease ... */
+	double seen_since;		/* ... seen since (monotonic) */
+	double stop_seen;		/* monotonic: when worker_stop was seen */
+	struct kfk_acks acks;		/* of the current batch */
 	time_t last_retention;
 	time_t last_long_txn_warn;
 	int64_t total_sent;
 };
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void
 disconnect(struct producer *p)
 {
 	if (p->db != NULL)
 		PQfinish(p->db);
-	p->db = NULL;
+	if (p->lease_db != NULL)
+		PQfinish(p->lease_db);
+	p->db = p->lease_db = NULL;
 	p->locked = 0;
+	p->active = 0;
 }
 
-/* Connects to A, checks the schema, LISTENs, and tries the lock. */
+/* Connects to A, checks the schema, LISTENs. */
 static int
 connect_source(struct producer *p, char *err, size_t errlen)
 {
@@ -118,6 +188,312 @@ try_lock(struct producer *p, char *err, size_t errlen)
 	p->locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	return 0;
+}
+
+/* ---- the lease ----------------------------------------------------------- */
+
+/* Marks the lease lost (why: one line); the loop stands down. */
+static void
+lease_lost(struct producer *p, const char *why)
+{
+	if (p->lost != NULL)
+		return;
+	snprintf(p->lost_why, sizeof(p->lost_why), "%s", why);
+	p->lost = p->lost_why;
+}
+
+/* Renews the lease from lease_db, at most once a second.  The lease is
+ * lost when A says another producer took it (its epoch moved), or when no
+ * renewal got through for lease_s: a standby may have taken over by now
+ * (this process was frozen, or A did not answer). */
+static void
+renew_lease(struct producer *p)
+{
+	double now = mono_s();
+	const char *params[1] = { p->lease_epoch };
+	char err[512];
+	PGresult *res;
+
+	if (!p->active || p->lost != NULL || now - p->renew_tried < 1.0)
+		return;
+	if (now - p->renewed >= p->cfg->producer_lease_s) {
+		snprintf(err, sizeof(err), "the producer lease was not renewed for "
+		    "%.1fs (this process was stopped, or the source did not "
+		    "answer): a standby producer may have taken over",
+		    now - p->renewed);
+		lease_lost(p, err);
+		return;
+	}
+	p->renew_tried = now;
+	if (db_broken(p->lease_db)) {
+		if (p->lease_db != NULL)
+			PQfinish(p->lease_db);
+		p->lease_db = db_connect(p->cfg->source_dsn, "pgrelay-producer",
+		    err, sizeof(err));
+		if (p->lease_db == NULL) {
+			log_warn("renewing the producer lease: %s; retrying (the "
+			    "lease is lost %.0fs from now)", err,
+			    p->cfg->producer_lease_s - (now - p->renewed));
+			return;
+		}
+	}
+	res = db_query(p->lease_db, "UPDATE pgrelay_producer_lease "
+	    "SET renewed_at = now() WHERE id = 1 AND lease_epoch = $1::bigint",
+	    1, params, err, sizeof(err));
+	if (res == NULL) {
+		log_warn("renewing the producer lease: %s; retrying (the lease is "
+		    "lost %.0fs from now)", err,
+		    p->cfg->producer_lease_s - (now - p->renewed));
+		return;
+	}
+	if (strcmp(PQcmdTuples(res), "1") == 0)
+		p->renewed = now;	/* sent before A stamped it: errs early */
+	else
+		lease_lost(p, "another producer took the producer lease (its "
+		    "epoch on the source moved on)");
+	PQclear(res);
+}
+
+/* What the producer does while it waits (for A, for Kafka, between
+ * rounds): reports that it is alive and renews its lease.  -1 once the
+ * lease is lost (stop sending), or 5 s after a stop was asked (stop
+ * waiting for Kafka: what was not committed is sent again by the next
+ * producer). */
+static int
+producer_tick(void *arg)
+{
+	struct producer *p = arg;
+
+	worker_notify_alive(NULL);
+	renew_lease(p);
+	if (worker_stop && p->stop_seen == 0)
+		p->stop_seen = mono_s();
+	if (worker_stop && mono_s() - p->stop_seen > 5.0)
+		return -1;
+	return p->lost != NULL ? -1 : 0;
+}
+
+static void
+producer_tick_db(void *arg)
+{
+	(void)producer_tick(arg);
+}
+
+static int
+give_up(void *arg)
+{
+	(void)arg;
+	return -1;
+}
+
+/* Sleeps up to ms, renewing the lease; returns early on a stop or a lost
+ * lease. */
+static void
+producer_sleep_ms(struct producer *p, int ms)
+{
+	while (ms > 0 && !worker_stop && p->lost == NULL) {
+		int step = ms < 100 ? ms : 100;
+
+		worker_sleep_ms(step);
+		ms -= step;
+		producer_tick(p);
+	}
+}
+
+/* Takes the lease for this tenure (the lock is held): a new lease_epoch,
+ * this session as lock_pid, and a connection to renew it. */
+static int
+take_lease(struct producer *p, char *err, size_t errlen)
+{
+	const char *params[1] = { p->holder };
+	PGresult *res;
+
+	res = db_query(p->db, "INSERT INTO pgrelay_producer_lease AS l "
+	    "(id, holder, lock_pid, lease_epoch, renewed_at, taken_at) "
+	    "VALUES (1, $1, pg_backend_pid(), 1, now(), now()) "
+	    "ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, "
+	    "    lock_pid = EXCLUDED.lock_pid, lease_epoch = l.lease_epoch + 1, "
+	    "    renewed_at = now(), taken_at = now() "
+	    "RETURNING lease_epoch", 1, params, err, errlen);
+	if (res == NULL)
+		return -1;
+	snprintf(p->lease_epoch, sizeof(p->lease_epoch), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	p->renewed = p->renew_tried = mono_s();
+	p->lost = NULL;
+	if (db_broken(p->lease_db)) {
+		if (p->lease_db != NULL)
+			PQfinish(p->lease_db);
+		p->lease_db = db_connect(p->cfg->source_dsn, "pgrelay-producer",
+		    err, errlen);
+		if (p->lease_db == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+/* A standby's look at the holder.  When its lease has not been renewed
+ * for lease_s (by A's clock; a holder that took the lock and never wrote
+ * its lease: by this process's clock since it was first seen so), ends
+ * the holder's session and waits for the lock.  1 when this producer now
+ * holds the lock, 0 when not (the holder is alive, or did not go), -1 with
+ * err. */
+static int
+check_holder(struct producer *p, char *err, size_t errlen)
+{
+	PGresult *res;
+	char pid[16];
+	const char *params[1] = { pid };
+	double age, now = mono_s();
+	int holder_pid, leased;
+
+	res = db_query(p->db,
+	    "SELECT l.pid, s.lock_pid = l.pid, s.holder, "
+	    "       extract(epoch FROM now() - s.renewed_at)::float8 "
+	    "  FROM pg_locks l LEFT JOIN pgrelay_producer_lease s ON s.id = 1 "
+	    " WHERE l.locktype = 'advisory' AND l.granted "
+	    "   AND l.database = (SELECT oid FROM pg_database "
+	    "                      WHERE datname = current_database()) "
+	    "   AND l.classid = " PRODUCER_LOCK_KEY1 "::oid "
+	    "   AND l.objid = " PRODUCER_LOCK_KEY2 "::oid AND l.objsubid = 2",
+	    0, NULL, err, errlen);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) != 1) {	/* the lock is free now */
+		PQclear(res);
+		p->seen_pid = 0;
+		if (try_lock(p, err, errlen) < 0)
+			return -1;
+		return p->locked;
+	}
+	holder_pid = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	leased = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	if (leased) {
+		age = strtod(PQgetvalue(res, 0, 3), NULL);
+		p->seen_pid = 0;
+	} else {
+		if (p->seen_pid != holder_pid) {
+			p->seen_pid = holder_pid;
+			p->seen_since = now;
+		}
+		age = now - p->seen_since;
+	}
+	if (age <= p->cfg->producer_lease_s) {
+		PQclear(res);
+		return 0;
+	}
+	log_warn("the active producer (%s, session pid %d on the source) has "
+	    "not renewed its lease for %.1fs (producer.lease_s %d): it is "
+	    "frozen, cut off or hung; ending its session on the source to take "
+	    "over (what it may still send is fenced)",
+	    leased ? PQgetvalue(res, 0, 2) : "it took the lock and never wrote "
+	    "its lease", holder_pid, age, p->cfg->producer_lease_s);
+	PQclear(res);
+	snprintf(pid, sizeof(pid), "%d", holder_pid);
+	res = db_query(p->db, "SELECT pg_terminate_backend($1::int)", 1, params,
+	    err, errlen);
+	if (res == NULL) {
+		snprintf(err + strlen(err), errlen - strlen(err), "; cannot end the "
+		    "holder's session: run every host's producer as the same "
+		    "database role, or grant pg_signal_backend to this one");
+		return -1;
+	}
+	PQclear(res);
+	p->seen_pid = 0;
+	/* pg_terminate_backend only signals (its wait argument needs
+	 * PostgreSQL 14): the lock frees when the session has ended */
+	for (int waited = 0; waited < TERMINATE_WAIT_MS && !worker_stop; waited += 50) {
+		if (try_lock(p, err, errlen) < 0)
+			return -1;
+		if (p->locked)
+			return 1;
+		worker_sleep_ms(50);
+	}
+	log_warn("the holder's session (pid %d) was asked to end but still "
+	    "held the lock %d ms later; looking again", holder_pid,
+	    TERMINATE_WAIT_MS);
+	return 0;
+}
+
+/* ---- tenure: lock, lease, Kafka transactions ----------------------------- */
+
+/* The lock is held: takes the lease, then a transactional producer whose
+ * init_transactions fences every earlier holder.  0 when active; PGR_RETRY
+ * (stand down and try again); PGR_FATAL (exit). */
+static int
+start_tenure(struct producer *p, char *err, size_t errlen)
+{
+	int rc;
+
+	if (take_lease(p, err, errlen) < 0)
+		return PGR_RETRY;
+	if (p->rk == NULL) {
+		p->rk = kfk_txn_producer_new(p->cfg, "pgrelay-producer", p->txn_id,
+		    kfk_acks_report, &p->acks, err, errlen);
+		if (p->rk == NULL)
+			return PGR_FATAL;
+	}
+	p->active = 1;			/* renews the lease while init waits */
+	rc = kfk_txn_init(p->rk, producer_tick, p, err, errlen);
+	if (rc < 0) {
+		p->active = 0;
+		if (p->lost != NULL)
+			snprintf(err, errlen, "%s", p->lost);
+		return rc;
+	}
+	return 0;
+}
+
+/* Ends this producer's tenure: aborts an open transaction if it still
+ * can, drops the Kafka handle (a later tenure makes a new one: one that
+ * was fenced is dead) and both sessions on A, which frees the lock. */
+static void
+end_tenure(struct producer *p)
+{
+	char err[512];
+
+	if (p->rk != NULL) {
+		if (p->in_txn && !rd_kafka_fatal_error(p->rk, NULL, 0)) {
+			if (kfk_txn_abort(p->rk, give_up, NULL, err, sizeof(err)) == 0)
+				log_info("aborted this producer's open Kafka "
+				    "transaction: the active producer sends its "
+				    "changes again");
+			else
+				log_info("%s; the broker aborts it (at a takeover's "
+				    "init_transactions, or after transaction.timeout.ms)",
+				    err);
+		}
+		rd_kafka_resp_err_t e = rd_kafka_purge(p->rk,
+		    RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+			log_warn("dropping the Kafka producer's queue: %s",
+			    rd_kafka_err2str(e));
+		/* serves the purged messages' delivery reports (they fail), or
+		 * rd_kafka_destroy() would warn that they were still queued */
+		e = rd_kafka_flush(p->rk, 1000);
+		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+			log_debug("dropping the Kafka producer: %d messages still "
+			    "unreported (%s)", rd_kafka_outq_len(p->rk),
+			    rd_kafka_err2str(e));
+		rd_kafka_destroy(p->rk);
+		p->rk = NULL;
+		kfk_fatal_clear();	/* that handle's fatal error went with it */
+	}
+	p->in_txn = 0;
+	p->lost = NULL;
+	disconnect(p);
+}
+
+/* The producer found it may no longer send (why): says so, ends its
+ * tenure, and goes back to standing by. */
+static void
+stand_down(struct producer *p, const char *why)
+{
+	log_warn("%s; this producer stops sending and stands by (the position "
+	    "on the source was not moved past what Kafka committed; the active "
+	    "producer sends the rest)", why);
+	end_tenure(p);
+	worker_notify_now("state=standby");
 }
 
 /* 1 if the snapshot worker has finished, 0 if not yet, -1 on error. */
@@ -252,23 +628,101 @@ prune_changes(struct producer *p, const char *lo)
 	PQclear(res);
 }
 
-/* Waiting on A is not being hung (db_query_ticking). */
-static void
-report_alive(void)
+/* One Kafka transaction: the rows of res, committed.  0, PGR_RETRY (aborted
+ * or given up: send them again), PGR_FATAL (the handle is dead). */
+static int
+send_batch(struct producer *p, PGresult *res, long *n, char *err, size_t errlen)
 {
-	worker_notify_alive(NULL);
+	int rows = PQntuples(res), rc;
+	char why[512];
+
+	if ((rc = kfk_txn_begin(p->rk, err, errlen)) < 0)
+		return rc;
+	p->in_txn = 1;
+	p->acks = (struct kfk_acks){ 0 };
+	for (int i = 0; i < rows; i++) {
+		struct change c;
+		char bad_why[160];
+		const char *bad = change_from_row(res, i, &c, bad_why, sizeof(bad_why));
+
+		if (cdc_send(p->rk, p->cfg, &c, PQdb(p->db), bad, &p->acks,
+		    err, errlen) < 0) {
+			/* refused: the transaction failed (fenced, or an abortable
+			 * error), or out of memory */
+			if (rd_kafka_fatal_error(p->rk, NULL, 0))
+				return PGR_FATAL;
+			if (kfk_txn_abort(p->rk, producer_tick, p, why,
+			    sizeof(why)) == PGR_FATAL)
+				return PGR_FATAL;
+			p->in_txn = 0;
+			return PGR_RETRY;
+		}
+	}
+	rc = kfk_txn_commit(p->rk, producer_tick, p, err, errlen);
+	if (rc != PGR_FATAL)
+		p->in_txn = 0;		/* committed, or aborted */
+	if (rc == 0)
+		*n += rows;
+	return rc;
+}
+
+/* Moves the position to hi, if the snapshot epoch still holds and this
+ * session still holds the lease it took.  0, or -1 with err (and
+ * p->lost set when the lease is gone). */
+static int
+move_position(struct producer *p, const char *hi, const char *epoch, long n,
+    char *err, size_t errlen)
+{
+	char count[24];
+	const char *params[4] = { hi, epoch, count, p->lease_epoch };
+	PGresult *res;
+	int moved;
+
+	snprintf(count, sizeof(count), "%ld", n);
+	/* FOR SHARE: a takeover's lease update waits for this statement */
+	res = db_query(p->db, "UPDATE pgrelay_producer_state "
+	    "SET snap = $1::pg_snapshot, changes = changes + $3::bigint, "
+	    "    updated_at = now() "
+	    "WHERE id = 1 AND epoch = $2::bigint "
+	    "  AND EXISTS (SELECT 1 FROM pgrelay_producer_lease "
+	    "               WHERE id = 1 AND lease_epoch = $4::bigint "
+	    "                 AND lock_pid = pg_backend_pid() FOR SHARE)",
+	    4, params, err, errlen);
+	if (res == NULL)
+		return -1;
+	moved = strcmp(PQcmdTuples(res), "1") == 0;
+	PQclear(res);
+	if (moved)
+		return 0;
+	res = db_query(p->db, "SELECT 1 FROM pgrelay_producer_lease WHERE id = 1 "
+	    "AND lease_epoch = $1::bigint AND lock_pid = pg_backend_pid()",
+	    1, &params[3], err, errlen);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 0) {
+		lease_lost(p, "another producer took the producer lease (found "
+		    "when moving the position, which stays)");
+		snprintf(err, errlen, "%s", p->lost);
+	} else {
+		snprintf(err, errlen, "the position was reset by a new snapshot; "
+		    "starting again from its cut");
+	}
+	PQclear(res);
+	return -1;
 }
 
 /* Sends every change visible in hi and not in the position lo, then moves
  * the position to hi (if epoch still holds).  Returns the number of changes
- * sent, or -1 with err (nothing moved; the round is redone). */
+ * sent, or PGR_RETRY / PGR_FATAL with err (nothing moved; the round is
+ * redone). */
 static long
 send_window(struct producer *p, const char *lo, const char *hi, const char *epoch,
     char *err, size_t errlen)
 {
 	PGresult *res;
-	char fetch[48], count[24], ignore[256];
+	char fetch[48], ignore[256];
 	long n = 0;
+	int rc = PGR_RETRY;
 	const char *window[2] = { lo, hi };
 
 	if (strcmp(lo, hi) == 0)
@@ -280,63 +734,46 @@ send_window(struct producer *p, const char *lo, const char *hi, const char *epoc
 	 * LIMIT per batch scanned and sorted the whole window again for each:
 	 * a transaction that wrote 400,000 changes made 80 such scans).  WITH
 	 * HOLD: the result is kept by A's backend and no transaction stays
-	 * open, holding back A's vacuum, while Kafka acknowledges. */
+	 * open, holding back A's vacuum, while Kafka commits. */
 	/* A's backend runs the whole query here (WITH HOLD): for a backlog of
 	 * millions of changes that can outlast supervisor.watchdog_s, so the
-	 * wait reports that the producer is alive */
+	 * wait reports that the producer is alive, and renews its lease */
 	res = db_query_ticking(p->db, "DECLARE round NO SCROLL CURSOR WITH HOLD FOR "
-	    ROUND_SQL, 2, window, report_alive, err, errlen);
+	    ROUND_SQL, 2, window, producer_tick_db, p, err, errlen);
 	if (res == NULL)
 		goto fail;
 	PQclear(res);
-	p->acks = (struct kfk_acks){ 0 };
 	for (;;) {
 		int rows;
 
+		producer_tick(p);
+		if (p->lost != NULL) {
+			snprintf(err, errlen, "%s", p->lost);
+			goto fail;
+		}
+		if (worker_stop) {
+			snprintf(err, errlen, "stopping in the middle of a window; "
+			    "the next producer sends it again from the position");
+			goto fail;
+		}
 		res = db_query(p->db, fetch, 0, NULL, err, errlen);
 		if (res == NULL)
 			goto fail;
 		rows = PQntuples(res);
-		for (int i = 0; i < rows; i++) {
-			struct change c;
-			char why[160];
-			const char *bad = change_from_row(res, i, &c, why, sizeof(why));
-
-			if (cdc_send(p->rk, p->cfg, &c, PQdb(p->db), bad, &p->acks,
-			    err, errlen) < 0) {
-				PQclear(res);
-				goto fail;
-			}
-			n++;
+		/* one batch in flight at a time keeps the producer's memory small */
+		if (rows > 0 && (rc = send_batch(p, res, &n, err, errlen)) < 0) {
+			PQclear(res);
+			goto fail;
 		}
 		PQclear(res);
-		rd_kafka_poll(p->rk, 0);
 		if (rows < p->cfg->producer_batch_size)
 			break;
-		/* one batch in flight at a time keeps the producer's memory small */
-		if (kfk_acks_wait(p->rk, &p->acks, &worker_stop, err, errlen) < 0)
-			goto fail;
 	}
+	rc = PGR_RETRY;
 	if (db_exec(p->db, "CLOSE round", 0, NULL, err, errlen) < 0)
 		goto fail;
-	if (kfk_acks_wait(p->rk, &p->acks, &worker_stop, err, errlen) < 0)
-		return -1;
-
-	snprintf(count, sizeof(count), "%ld", n);
-	const char *params[3] = { hi, epoch, count };
-	res = db_query(p->db, "UPDATE pgrelay_producer_state "
-	    "SET snap = $1::pg_snapshot, changes = changes + $3::bigint, "
-	    "    updated_at = now() "
-	    "WHERE id = 1 AND epoch = $2::bigint", 3, params, err, errlen);
-	if (res == NULL)
-		return -1;
-	if (strcmp(PQcmdTuples(res), "1") != 0) {
-		PQclear(res);
-		snprintf(err, errlen, "the position was reset by a new snapshot; "
-		    "starting again from its cut");
-		return -1;
-	}
-	PQclear(res);
+	if (move_position(p, hi, epoch, n, err, errlen) < 0)
+		return PGR_RETRY;
 	p->total_sent += n;
 	if (n > 0)
 		log_debug("sent %ld changes, position %s", n, hi);
@@ -347,7 +784,7 @@ send_window(struct producer *p, const char *lo, const char *hi, const char *epoc
 fail:
 	if (!db_broken(p->db))
 		db_exec(p->db, "CLOSE ALL", 0, NULL, ignore, sizeof(ignore));
-	return -1;
+	return rc;
 }
 
 /* One round: the position lo, the current snapshot hi, then send_window().
@@ -361,12 +798,12 @@ run_round(struct producer *p, char *err, size_t errlen)
 	long n;
 
 	if (st == NULL)
-		return -1;
+		return PGR_RETRY;
 	if (PQntuples(st) != 1) {
 		PQclear(st);
 		snprintf(err, errlen, "no producer position in pgrelay_producer_state; "
 		    "run the snapshot worker first");
-		return -1;
+		return PGR_RETRY;
 	}
 	n = send_window(p, PQgetvalue(st, 0, 0), PQgetvalue(st, 0, 2),
 	    PQgetvalue(st, 0, 1), err, errlen);
@@ -374,7 +811,8 @@ run_round(struct producer *p, char *err, size_t errlen)
 	return n;
 }
 
-/* Waits for a NOTIFY from the trigger, the poll interval, or a stop. */
+/* Waits for a NOTIFY from the trigger, the poll interval, a stop, or a
+ * lost lease, renewing the lease meanwhile. */
 static void
 wait_for_changes(struct producer *p)
 {
@@ -397,6 +835,8 @@ wait_for_changes(struct producer *p)
 		int r = poll(&pfd, 1, step);
 
 		rd_kafka_poll(p->rk, 0);
+		if (producer_tick(p) < 0)
+			return;
 		left -= step;
 		if (r > 0)
 			break;
@@ -409,17 +849,50 @@ wait_for_changes(struct producer *p)
 		PQfreemem(nf);
 }
 
+/* Standby until this producer holds the lock: takes over a holder whose
+ * lease ran out.  1 when the lock is held, 0 when standing by, -1 on an
+ * error (logged). */
+static int
+acquire_lock(struct producer *p, int *standby_logged)
+{
+	char err[1024];
+	int got;
+
+	if (try_lock(p, err, sizeof(err)) < 0) {
+		log_error("source database: %s", err);
+		return -1;
+	}
+	if (p->locked)
+		return 1;
+	got = check_holder(p, err, sizeof(err));
+	if (got < 0) {
+		log_error("source database: %s", err);
+		return -1;
+	}
+	if (got)
+		return 1;
+	if (!(*standby_logged)++)
+		log_info("another producer holds the lock on the source; standing "
+		    "by (taking over if its lease is not renewed for %ds)",
+		    p->cfg->producer_lease_s);
+	return 0;
+}
+
 static int
 producer_main(struct cfg *cfg)
 {
 	struct producer p = { .cfg = cfg };
-	char err[1024];
-	int attempt = 0, standby_logged = 0, waiting_logged = 0;
-	char status[128];
+	char err[1024], host[64] = "?";
+	int attempt = 0, standby_logged = 0, waiting_logged = 0, rc = 0;
+	char status[160];
 
-	p.rk = kfk_producer_new(cfg, "pgrelay-producer", kfk_acks_report, &p.acks,
-	    err, sizeof(err));
-	if (p.rk == NULL) {	/* librdkafka refuses the configuration */
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		snprintf(host, sizeof(host), "?");
+	snprintf(p.holder, sizeof(p.holder), "host %s pid %ld", host, (long)getpid());
+	snprintf(p.txn_id, sizeof(p.txn_id), "pgrelay-producer-%s", cfg->cdc_topic);
+	p.rk = kfk_txn_producer_new(cfg, "pgrelay-producer", p.txn_id,
+	    kfk_acks_report, &p.acks, err, sizeof(err));
+	if (p.rk == NULL) {
 		log_error("%s", err);
 		return CFG_EXIT_CONFIG;
 	}
@@ -429,8 +902,11 @@ producer_main(struct cfg *cfg)
 	}
 	worker_notify_ready("producer starting");
 
-	while (!worker_stop && !kfk_fatal()) {
+	while (!worker_stop) {
 		if (db_broken(p.db)) {
+			if (p.active)
+				stand_down(&p, "lost the connection to the source, and "
+				    "with it the producer lock");
 			disconnect(&p);
 			if (connect_source(&p, err, sizeof(err)) < 0) {
 				log_error("source database: %s; retrying in %d ms", err,
@@ -444,19 +920,35 @@ producer_main(struct cfg *cfg)
 			attempt = 0;
 		}
 		if (!p.locked) {
-			if (try_lock(&p, err, sizeof(err)) < 0) {
-				log_error("source database: %s", err);
+			int got = acquire_lock(&p, &standby_logged);
+
+			if (got < 0)
 				continue;
-			}
-			if (!p.locked) {
-				if (!standby_logged++)
-					log_info("another producer holds the lock on the "
-					    "source; standing by");
+			if (got == 0) {
 				worker_notify_alive("state=standby");
 				worker_sleep_ms(1000);
 				continue;
 			}
-			log_info("holding the producer lock; this producer is active");
+		}
+		if (!p.active) {
+			int r = start_tenure(&p, err, sizeof(err));
+
+			if (r == PGR_FATAL) {
+				log_error("%s; exiting", err);
+				rc = 1;
+				break;
+			}
+			if (r < 0) {
+				if (!worker_stop)
+					stand_down(&p, err);
+				continue;
+			}
+			log_info("holding the producer lock; this producer is active "
+			    "(lease epoch %s; Kafka transactional.id %s, whose earlier "
+			    "holders are fenced)", p.lease_epoch, p.txn_id);
+			snprintf(status, sizeof(status), "state=active sent=%" PRId64
+			    " lease_epoch=%s", p.total_sent, p.lease_epoch);
+			worker_notify_now(status);
 			standby_logged = 0;
 		}
 		int done = snapshot_done(&p, err, sizeof(err));
@@ -468,7 +960,9 @@ producer_main(struct cfg *cfg)
 			if (!waiting_logged++)
 				log_info("waiting for the snapshot to finish before streaming");
 			worker_notify_alive("state=waiting-for-snapshot");
-			worker_sleep_ms(500);
+			producer_sleep_ms(&p, 500);
+			if (p.lost != NULL)
+				stand_down(&p, p.lost);
 			continue;
 		}
 		waiting_logged = 0;
@@ -477,22 +971,39 @@ producer_main(struct cfg *cfg)
 		if (n < 0) {
 			if (worker_stop)
 				break;
+			if (p.lost != NULL) {
+				stand_down(&p, p.lost);
+				continue;
+			}
+			if (n == PGR_FATAL) {
+				if (p.rk != NULL && kfk_fenced(p.rk)) {
+					stand_down(&p, "a newer producer fenced this one "
+					    "(Kafka refused its transaction: it took over)");
+					continue;
+				}
+				log_error("%s; exiting (restarted by the supervisor)", err);
+				rc = 1;
+				break;
+			}
 			log_error("round failed: %s; nothing was marked sent, retrying", err);
-			worker_sleep_ms(worker_backoff_ms(attempt++));
+			producer_sleep_ms(&p, worker_backoff_ms(attempt++));
+			if (p.lost != NULL)
+				stand_down(&p, p.lost);
 			continue;
 		}
 		attempt = 0;
-		snprintf(status, sizeof(status), "state=active sent=%" PRId64, p.total_sent);
+		snprintf(status, sizeof(status), "state=active sent=%" PRId64
+		    " lease_epoch=%s", p.total_sent, p.lease_epoch);
 		worker_notify_alive(status);
 		if (n < cfg->producer_batch_size)
 			wait_for_changes(&p);
+		if (p.lost != NULL)
+			stand_down(&p, p.lost);
 	}
 
 	log_info("stopping: %" PRId64 " changes sent", p.total_sent);
-	rd_kafka_flush(p.rk, 10000);
-	rd_kafka_destroy(p.rk);
-	disconnect(&p);
-	return kfk_fatal() ? 1 : 0;
+	end_tenure(&p);
+	return rc;
 }
 
 int

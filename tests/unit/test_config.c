@@ -227,7 +227,7 @@ test_kafka_properties(void)
 	    "kpgid.conf:6: kafka.properties: group.id: pgrelay sets it itself (from "
 	    "kafka.group_id, etl.group_id)");
 	check_kafka("kptxn.conf", 0600, 0, KBASE "    (\"transactional.id\", \"t\")\n  );\n};\n",
-	    "kptxn.conf:6: kafka.properties: transactional.id: pgrelay refuses it (never:");
+	    "kptxn.conf:6: kafka.properties: transactional.id: pgrelay sets it itself (from the CDC producer's fencing");
 	check_kafka("kpalias.conf", 0600, 0, KBASE "    (\"queue.buffering.max.ms\", 100)\n"
 	    "  );\n};\n", "kpalias.conf:6: kafka.properties: queue.buffering.max.ms: it sets "
 	    "linger.ms, which pgrelay sets itself");
@@ -275,6 +275,7 @@ main(void)
 	is_int(cfg->rule_min_salary, 10000, "rules.min_salary default");
 	is_int(cfg->rule_min_dob_days, 13514, "rules.min_dob default as days (2007-01-01)");
 	is_str(cfg->runtime_dir, "/run/pgrelay", "supervisor.runtime_dir default");
+	is_int(cfg->producer_lease_s, 5, "producer.lease_s default (5 s: takeover within 10)");
 	cfg_free(cfg);
 
 	{
@@ -285,6 +286,7 @@ main(void)
 			printf("#   %s\n", err);
 		else
 			is_int(ex->consumer_max, 6, "and its consumer.max is 6");
+		is_int(ex ? ex->producer_lease_s : -1, 5, "and it lists producer.lease_s = 5");
 		cfg_free(ex);
 	}
 
@@ -479,6 +481,17 @@ main(void)
 	check_error("recbytes2.conf", BASE "etl = {\n  max_record_bytes = \"64k\";\n};\n",
 	    "recbytes2.conf:8: etl.max_record_bytes: expected an integer, got a string");
 	test_kafka_properties();
+	/* producer.lease_s: renewed every second, so at least 2 */
+	is_str(load_err("lease.conf", BASE "producer = {\n  lease_s = 2;\n};\n", &cfg),
+	    "", "producer.lease_s = 2 loads");
+	is_int(cfg ? cfg->producer_lease_s : -1, 2, "and is kept");
+	cfg_free(cfg);
+	check_error("lease1.conf", BASE "producer = {\n  lease_s = 1;\n};\n",
+	    "lease1.conf:8: producer.lease_s: 1 is out of range [2, 3600]");
+	check_error("lease2.conf", BASE "producer = {\n  lease_s = 3601;\n};\n",
+	    "lease2.conf:8: producer.lease_s: 3601 is out of range [2, 3600]");
+	check_error("lease3.conf", BASE "producer = {\n  lease_s = \"5s\";\n};\n",
+	    "lease3.conf:8: producer.lease_s: expected an integer, got a string");
 
 	char err[512];
 	ok(cfg_load("/nonexistent/x.conf", err, sizeof(err)) == NULL &&

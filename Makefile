@@ -105,11 +105,14 @@ $(BUILD)/man/pgrelayd.8.in $(BUILD)/man/pgrelayctl.1.in: $(BUILD)/man/%: man/%
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-# The paths a page names, for the directories of this make.
+# The paths a page names, for the directories of this make; the default
+# paths in etc/pgrelay.conf's comments (which pgrelay.conf(5) carries) too.
 MAN_SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
     -e 's|@SPOOLDIR@|$(SPOOLDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
     -e 's|@UNITDIR@|$(UNITDIR)|g' -e 's|@SYSUSERSDIR@|$(SYSUSERSDIR)|g' \
-    -e 's|@TMPFILESDIR@|$(TMPFILESDIR)|g'
+    -e 's|@TMPFILESDIR@|$(TMPFILESDIR)|g' \
+    -e 's|/etc/pgrelay/|$(SYSCONFDIR)/pgrelay/|g' \
+    -e 's|/var/spool/pgrelay|$(SPOOLDIR)|g'
 
 $(BUILD)/man/man1/%: $(BUILD)/man/%.in
 	@mkdir -p $(dir $@)

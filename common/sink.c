@@ -39,6 +39,20 @@
  * per batch.  (The offset committed to Kafka may then be ahead of B's; it
  * is for lag monitoring only.)
  *
+ * Frozen members.  A member frozen in the middle of a batch (a paused VM,
+ * SIGSTOP) keeps its B transaction open, and with it the version locks of
+ * the batch's rows, while the group gives its partitions to another
+ * member that must apply the same rows.  B's server does not notice a
+ * frozen client.  So each member's session sets
+ * idle_in_transaction_session_timeout (5 s: the server ends a transaction
+ * whose client went quiet; a live member is never quiet that long inside
+ * one, except while Kafka acknowledges its DLQ records, and then its
+ * COMMIT fails and the batch is applied again) and lock_timeout (2 s: a
+ * member waiting on such locks fails the attempt and retries, reporting
+ * that it is alive, instead of waiting in a call until the supervisor's
+ * watchdog kills it).  A woken member's batch fails and is read again;
+ * versions make that harmless.
+ *
  * Prefetch.  librdkafka fetches ahead while its queue holds less than
  * the limits in kafka.h (512 KB), kept small for the RSS.  Once a fetch
  * takes the queue past a limit, librdkafka 2.0.2 stops fetching, and its
@@ -151,7 +165,11 @@ ensure_db(struct consumer *c)
 		log_error("target database: %s; apply sql/target/*.sql to it", err);
 		goto fail;
 	}
-	if (db_exec(c->db, "SET synchronous_commit = off", 0, NULL, err, sizeof(err)) < 0) {
+	/* See Frozen members in NOTES. */
+	if (db_exec(c->db, "SET synchronous_commit = off", 0, NULL, err, sizeof(err)) < 0 ||
+	    db_exec(c->db, "SET lock_timeout = '2s'", 0, NULL, err, sizeof(err)) < 0 ||
+	    db_exec(c->db, "SET idle_in_transaction_session_timeout = '5s'", 0, NULL,
+	    err, sizeof(err)) < 0) {
 		log_error("target database: %s", err);
 		goto fail;
 	}
@@ -410,6 +428,7 @@ flush_batch(struct consumer *c)
 		}
 		if (worker_stop || kfk_fatal())
 			break;
+		worker_notify_alive(NULL);	/* waiting on B is not hung */
 		worker_sleep_ms(worker_backoff_ms(c->db_attempt++));
 	}
 	rd_kafka_topic_partition_list_destroy(offs);

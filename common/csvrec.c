@@ -465,9 +465,12 @@ on_record(int term, void *opaque)
 	free_fields(cf);
 }
 
-/* Reads one line (through its '\n', or to the end of the file) from fp,
- * keeping its first cap bytes in buf (*kept of them).  Returns the line's
- * length, 0 at the end of the file, -1 on a read error. */
+/* Reads one line from fp, through its end: "\n", "\r\n", or a "\r" alone
+ * (libcsv ends a record at a CR or an LF: were a lone CR inside a line,
+ * two records would begin on one line and share an identity; Python's
+ * csv counts lines so too), or to the end of the file; keeps its first
+ * cap bytes in buf (*kept of them).  Returns the line's length, 0 at the
+ * end of the file, -1 on a read error. */
 static off_t
 read_line(FILE *fp, char *buf, size_t cap, size_t *kept)
 {
@@ -481,6 +484,16 @@ read_line(FILE *fp, char *buf, size_t cap, size_t *kept)
 		n++;
 		if (c == '\n')
 			break;
+		if (c == '\r') {
+			if ((c = getc_unlocked(fp)) == '\n') {
+				if (*kept < cap)
+					buf[(*kept)++] = (char)c;
+				n++;
+			} else if (c != EOF && ungetc(c, fp) == EOF) {
+				return -1;
+			}
+			break;
+		}
 	}
 	return ferror(fp) ? -1 : n;
 }

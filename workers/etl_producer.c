@@ -14,7 +14,9 @@
  *
  * Exactly once.  Every record is sent with its identity (sha256, the
  * number of its first line); the loader inserts it only if that identity
- * is new, and only then adds its salary to the department's total.  The
+ * is new, and only then adds its salary to the department's total.  A
+ * line ends at LF, CRLF or a CR alone, where libcsv ends a record (and
+ * as Python's csv counts lines), so no two records begin on one line.  The
  * producer records the last line Kafka acknowledged after every
  * etl.batch_size records, so a restart in the middle of a file resumes
  * there; records sent again are no-ops.  Which lines make a record depends

@@ -628,6 +628,67 @@ test_shipped(void)
 	free(all);
 }
 
+/* A line ends at "\n", "\r\n" or a "\r" alone, where libcsv ends a record:
+ * with lines ended at "\n" only, a CR alone inside a line began a second
+ * record on it, sent with the first's line, its identity, and the loader
+ * (ON CONFLICT (source_sha256, source_line) DO NOTHING) kept only the
+ * first (found by fuzz_csvrec; tests/fuzz/corpus/csvrec/regress_lone_cr.csv).
+ * The lines expected are those of Python's csv.reader, line_num. */
+static void
+test_line_ends(void)
+{
+	static const char two[] = HEADER "\n"
+	    "ECC,ECC 001,P2,Analyst,Exempt,01-Jan-2015,,50000\r"
+	    "CIT,CIT 001,P3,Dev,Exempt,01-Jan-2016,,60000\n"
+	    "EMS,EMS 001,P4,Medic,Exempt,01-Jan-2017,,70000\n";
+	static const char mac[] = HEADER "\r"
+	    "ECC,ECC 001,P2,Analyst,Exempt,01-Jan-2015,,50000\r"
+	    "CIT,CIT 001,P3,Dev,Exempt,01-Jan-2016,,60000\r";
+	static const char quoted[] = HEADER "\n"
+	    "EMS,\"EMS 003\rsecond line\",P2,Medic,Exempt,02-Feb-2020,,60000.5\n"
+	    "CIT,CIT 001,P4,Dev,Exempt,01-Jan-2016,,60000\r\n"
+	    "\r"
+	    "ECC,\"ECC\r\n001\",P6,Analyst,Exempt,01-Jan-2015,,1\r";
+	static const char open_cr[] = HEADER "\n"
+	    "ECC,\"ECC 001\r\rx\rx\rx\rx\rx\rx\rx\rx\rx\rx,P2,Analyst,Exempt,01-Jan-2015,,1\n"
+	    "CIT,CIT 001,P14,Dev,Exempt,01-Jan-2016,,60000\n";
+	char got[256];
+	struct seen s;
+
+	ok(read_text(two, sizeof(two) - 1, &defaults, 0, &s) == CSVREC_END && s.order == 0,
+	    "a CR alone between two records: read, first lines ascending");
+	sent_lines(&s, got, sizeof(got));
+	is_str(got, "2 3 4 ", "each of the 3 records sent with its own line (they were 2, 2, 3)");
+	is_str(s.n == 3 ? s.r[1].row : "", "CIT|CIT 001|Dev|2016-01-01|60000",
+	    "the record after the CR is the CIT one");
+	seen_free(&s);
+
+	ok(read_text(mac, sizeof(mac) - 1, &defaults, 0, &s) == CSVREC_END,
+	    "a file whose lines end in CR alone: its header accepted");
+	sent_lines(&s, got, sizeof(got));
+	is_str(got, "2 3 ", "its records at lines 2 and 3 (they were both at line 1)");
+	seen_free(&s);
+
+	ok(read_text(quoted, sizeof(quoted) - 1, &defaults, 0, &s) == CSVREC_END &&
+	    s.order == 0, "a CR alone in a quoted field: read");
+	ok(s.n == 3 && s.r[0].line == 2 && s.r[0].last_line == 3 &&
+	    strcmp(s.r[0].row, "EMS|EMS 003\rsecond line|Medic|2020-02-02|60000") == 0,
+	    "it is a record over lines 2-3 (strict, sent), the CR kept in its field");
+	ok(s.n == 3 && s.r[1].line == 4 && s.r[2].line == 6 && s.r[2].last_line == 7 &&
+	    strcmp(s.r[2].row, "ECC|ECC\r\n001|Analyst|2015-01-01|1") == 0,
+	    "CRLF is one line end, in a field too; a blank CR line skipped");
+	seen_free(&s);
+
+	ok(read_text(open_cr, sizeof(open_cr) - 1, &defaults, 0, &s) == CSVREC_END,
+	    "a stray quote before lines ended by CR alone: read");
+	ok(s.n >= 2 && s.r[0].line == 2 && s.r[0].verdict == CSVREC_REJECTED_WHOLE &&
+	    strstr(s.r[0].reason, "record not closed within 10 lines") != NULL,
+	    "the record is bounded by those lines too: rejected whole at line 2");
+	sent_lines(&s, got, sizeof(got));
+	is_str(got, "14 ", "and the record after them, at line 14, sent");
+	seen_free(&s);
+}
+
 static void
 test_header(void)
 {
@@ -657,5 +718,6 @@ main(void)
 	test_poison();
 	test_shipped();
 	test_header();
+	test_line_ends();
 	return done_testing();
 }

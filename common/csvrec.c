@@ -228,7 +228,6 @@ process_record(struct csvrec_file *cf)
 {
 	char why[512], shown[64];
 	struct csvrec rec;
-	int cut = 0;
 
 	cf->records++;
 	if (cf->records == 1) {
@@ -259,16 +258,16 @@ process_record(struct csvrec_file *cf)
 	}
 	if (parse_hire_date(cf->fields[COL_HIRE].s, rec.hire_date, sizeof(rec.hire_date),
 	    &rec.hire_year) < 0) {
-		utf8_sanitize(cf->fields[COL_HIRE].s, cf->fields[COL_HIRE].len, shown, 41,
-		    &cut);
+		/* the field shown on one line (a header, a log line): no NUL
+		 * byte in it by now; control characters and bytes that are not
+		 * UTF-8 as \xNN, 40 bytes at most */
 		snprintf(why, sizeof(why), "bad date \"%s\" in Initial Hire Date "
-		    "(want DD-Mon-YYYY)", shown);
+		    "(want DD-Mon-YYYY)", utf8_escape(cf->fields[COL_HIRE].s, shown, 41));
 		goto out;
 	}
 	if (parse_salary(cf->fields[COL_SALARY].s, &rec.salary) < 0) {
-		utf8_sanitize(cf->fields[COL_SALARY].s, cf->fields[COL_SALARY].len, shown, 41,
-		    &cut);
-		snprintf(why, sizeof(why), "bad number \"%s\" in Salary", shown);
+		snprintf(why, sizeof(why), "bad number \"%s\" in Salary",
+		    utf8_escape(cf->fields[COL_SALARY].s, shown, 41));
 		goto out;
 	}
 	rec.reason = NULL;

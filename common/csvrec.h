@@ -55,7 +55,8 @@ struct csvrec {
 	long last_line;		/* its last line read */
 	size_t bytes;		/* of its lines kept (at most max_record_bytes) */
 	enum csvrec_verdict verdict;
-	const char *reason;	/* REJECTED, REJECTED_WHOLE: why */
+	const char *reason;	/* REJECTED, REJECTED_WHOLE: why, on one line
+				 * (UTF-8, no control character) */
 	/* the fields as libcsv read them (none when REJECTED_WHOLE); more
 	 * than CSVREC_MAX_FIELDS: the first CSVREC_MAX_FIELDS, overflow set */
 	const struct csvrec_field *fields;

@@ -689,6 +689,39 @@ test_line_ends(void)
 	seen_free(&s);
 }
 
+/* A reason is one line of UTF-8 without control characters (a Kafka
+ * header, a log line): a bad date or number is shown with its control
+ * characters and bytes that are not UTF-8 as \xNN.  It was shown as read,
+ * a newline of a quoted field, or of a quote left open on the last line,
+ * and all (found by fuzz_csvrec; corpus/csvrec/regress_reason_newline.csv). */
+static void
+test_reason_one_line(void)
+{
+	static const char text[] = HEADER "\n"
+	    "ECC,ECC 001,P2,Analyst,Exempt,\"01-Jan\n-2015\",,1\n"
+	    "ECC,ECC 001,P4,Analyst,Exempt,01-Jan-2015,,\"1\r\n2\"\n"
+	    "ECC,ECC 001,P6,Analyst,Exempt,01-J\xe9n-2015,,1\n"
+	    "ECC,ECC 001,P7,Analyst,Exempt,01-Jan-2015,,\x1b[31m\n"
+	    "ECC,ECC 001,P8,Analyst,Exempt,01-Jan-2015,,\"\"40006.75\n";
+	struct seen s;
+
+	ok(read_text(text, sizeof(text) - 1, &defaults, 0, &s) == CSVREC_END && s.n == 5,
+	    "five bad dates and numbers: read");
+	is_str(s.n > 0 ? s.r[0].reason : "", "bad date \"01-Jan\\x0a-2015\" in Initial Hire "
+	    "Date (want DD-Mon-YYYY)", "a newline in a date: \\x0a in the reason");
+	is_str(s.n > 1 ? s.r[1].reason : "", "bad number \"1\\x0d\\x0a2\" in Salary",
+	    "CRLF in a number: \\x0d\\x0a");
+	is_str(s.n > 2 ? s.r[2].reason : "", "bad date \"01-J\\xe9n-2015\" in Initial Hire "
+	    "Date (want DD-Mon-YYYY)", "a byte that is not UTF-8: \\xe9");
+	is_str(s.n > 3 ? s.r[3].reason : "", "bad number \"\\x1b[31m\" in Salary",
+	    "an escape sequence: \\x1b");
+	is_str(s.n > 4 ? s.r[4].reason : "", "bad number \"\"40006.75\\x0a\" in Salary",
+	    "a quote left open on the last line: its newline \\x0a");
+	ok(s.n == 5 && s.r[4].json != NULL && strstr(s.r[4].json, "\"\\\"40006.75\\n\"") != NULL,
+	    "the DLQ value keeps the field as read");
+	seen_free(&s);
+}
+
 static void
 test_header(void)
 {
@@ -719,5 +752,6 @@ main(void)
 	test_shipped();
 	test_header();
 	test_line_ends();
+	test_reason_one_line();
 	return done_testing();
 }

@@ -2,12 +2,15 @@
  * csvrec.c - the ETL producer's CSV records (see csvrec.h): a file fed to
  * libcsv a line at a time, each record bounded, checked, filtered and
  * transformed, or rejected with its reason and DLQ value.  Moved out of
- * workers/etl_producer.c unchanged, so that the fuzz target runs the code
- * that ships; etl_producer.c's NOTES (Bad records, Unbalanced quotes) say
- * what a record is and why one is rejected.
+ * workers/etl_producer.c (at bb5a2ca) so that the fuzz target runs the
+ * code that ships, then fixed where fuzz_csvrec found it wrong: a line
+ * ends at a CR alone too; a reason shows a field escaped.
+ * etl_producer.c's NOTES (Bad records, Unbalanced quotes) say what a
+ * record is and why one is rejected.
  *
- * What it keeps true: a record is handed on with its first line, which is
- * its identity; no record holds more than max_record_lines lines or
+ * What it keeps true: a record is handed on with its first line, its
+ * identity, which no other record begins on (a line ends wherever libcsv
+ * may end a record); no record holds more than max_record_lines lines or
  * max_record_bytes bytes (the memory a file takes); a record sent has 8
  * fields, the 5 required ones set, no NUL byte, a real date, a salary that
  * fits an int and UTF-8 text; a DLQ value fits its bound.
@@ -564,8 +567,9 @@ parse_file(struct csvrec_file *cf, csvrec_tick_fn *tick)
 			return;
 		}
 		if (n == 0) {		/* the end of the file */
-			/* a record without a final newline, or a quote open */
-			csv_fini(&cf->parser, on_field, on_record, cf);
+			/* a record without a final newline, or a quote open;
+			 * csv_fini fails for a NULL parser or CSV_STRICT_FINI only */
+			(void)csv_fini(&cf->parser, on_field, on_record, cf);
 			if (cf->reread && read_again(cf) == 0)
 				continue;
 			return;
@@ -591,7 +595,8 @@ parse_file(struct csvrec_file *cf, csvrec_tick_fn *tick)
 			    cf->line > cf->rec_line ? ": an unbalanced quote?" : "");
 			cf->raw_len += kept;	/* for what is handed on */
 			reject_whole(cf, why);
-			read_again(cf);
+			if (read_again(cf) < 0)
+				return;
 			continue;
 		}
 		cf->raw_len += kept;

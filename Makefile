@@ -155,7 +155,7 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := $(WARN) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Icommon \
                 $(PKG_CFLAGS) -MMD -MP
-FUZZ_TARGETS ?= codec config ctlproto
+FUZZ_TARGETS ?= codec csvrec config ctlproto
 FUZZ_SECONDS ?= 10
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 

@@ -14,7 +14,9 @@
  *
  * Exactly once.  Every record is sent with its identity (sha256, the
  * number of its first line); the loader inserts it only if that identity
- * is new, and only then adds its salary to the department's total.  The
+ * is new, and only then adds its salary to the department's total.  A
+ * line ends at LF, CRLF or a CR alone, where libcsv ends a record (and
+ * as Python's csv counts lines), so no two records begin on one line.  The
  * producer records the last line Kafka acknowledged after every
  * etl.batch_size records, so a restart in the middle of a file resumes
  * there; records sent again are no-ops.  Which lines make a record depends
@@ -63,9 +65,14 @@
  * refuses as data (PGR_DATA), cannot be recorded, so the file is moved to
  * failed/ without loading any of it, and the reason is logged
  * with the name's odd bytes as \xNN.  Renamed and dropped again, it loads.
+ *
+ * Where.  Reading a file into records, their bounds, checks, filter and
+ * transform, and the values sent (to the topic and the DLQ) are
+ * common/csvrec.c's, which tests/unit/test_csvrec.c and the fuzz target
+ * tests/fuzz/fuzz_csvrec.c drive alone; this file finds the files, keeps
+ * B's record of them (identity, resume point, counts) and talks to Kafka.
  */
 #define _GNU_SOURCE
-#include <csv.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -79,21 +86,12 @@
 #include <time.h>
 
 #include "config.h"
+#include "csvrec.h"
 #include "db.h"
 #include "kafka.h"
 #include "log.h"
 #include "utf8.h"
 #include "worker.h"
-
-#define NCOLS 8
-static const char *const header[NCOLS] = {
-	"Department", "Department-Division", "PCN", "Position Title",
-	"FLSA Status", "Initial Hire Date", "Date in Title", "Salary"
-};
-enum { COL_DEPT = 0, COL_DIV = 1, COL_TITLE = 3, COL_HIRE = 5, COL_SALARY = 7 };
-#define MAX_FIELDS 64		/* kept of a record; more is a wrong column count */
-#define DLQ_FIELD_BYTES 16384	/* of a rejected record's fields, all together */
-#define DLQ_TEXT_BYTES 4096	/* of the first line of a record rejected whole */
 
 struct etl {
 	struct cfg *cfg;
@@ -102,33 +100,14 @@ struct etl {
 	struct kfk_acks acks;	/* of the current file */
 };
 
-struct field {
-	char *s;		/* NUL-terminated; may hold NUL bytes before len */
-	size_t len;
-};
-
-/* One file's parse state, fed to libcsv's callbacks. */
+/* One file being loaded: what Kafka and B need of it; its records are
+ * read by common/csvrec.c. */
 struct file_ctx {
 	struct etl *e;
 	const char *name;
 	char sha[65];
-	long line;		/* physical lines read */
-	off_t off;		/* file offset of the next line */
-	long records;		/* records seen, the header included */
+	const struct csvrec_file *cf;	/* its reader */
 	long resume_after;	/* records at or before this line were sent */
-	/* the record being read */
-	int rec_open;		/* it has begun and not ended */
-	long rec_line;		/* its first line: its identity */
-	off_t rec_next;		/* offset of the line after its first */
-	char *raw;		/* its bytes, etl.max_record_bytes at most */
-	size_t raw_len;
-	size_t first_len;	/* of its first line, in raw */
-	struct field fields[MAX_FIELDS];
-	int nfields;
-	int overflow;		/* more fields than fit */
-	int nul_field;		/* the first field holding a NUL byte, or -1 */
-	int reread;		/* rejected whole: read again from rec_next */
-	int bad_header;
 	int error;		/* a Kafka or database failure: stop the file */
 	long sent, filtered, rejected, since_checkpoint, last_line;
 	char err[512];
@@ -176,116 +155,19 @@ produce_json(struct etl *e, const char *topic, const char *key, json_t *value,
 	return PRODUCE_OK;
 }
 
-/* "10-Sep-1984" -> "1984-09-10"; -1 if it is not such a date. */
-static int
-parse_hire_date(const char *s, char *out, size_t len, int *year)
-{
-	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int d, y, n = 0, m = -1;
-	char ms[4];
-
-	if (sscanf(s, "%2d-%3[A-Za-z]-%4d%n", &d, ms, &y, &n) != 3 || s[n] != '\0' ||
-	    strlen(s) != 11)
-		return -1;
-	for (int i = 0; i < 12; i++)
-		if (strcmp(ms, mon[i]) == 0)
-			m = i;
-	if (m < 0 || d < 1 || d > mdays[m] || y < 1 ||
-	    (m == 1 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))
-		return -1;
-	snprintf(out, len, "%04d-%02d-%02d", y % 10000, (m + 1) % 100, d % 100);
-	*year = y;
-	return 0;
-}
-
-/* "59947.94" -> 59947 (rounded down); -1 if not a non-negative decimal
- * that fits an int. */
-static int
-parse_salary(const char *s, int32_t *out)
-{
-	int64_t v = 0;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		v = v * 10 + (*p - '0');
-		if (v > INT32_MAX)
-			return -1;
-	}
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -1;
-		while (*p >= '0' && *p <= '9')
-			p++;
-	}
-	if (*p != '\0')
-		return -1;
-	*out = (int32_t)v;
-	return 0;
-}
-
-/* The DLQ message's value for the current record: its file, sha256 and
- * line, and its fields, or (whole) the text of its first line, cut to fit
- * (DLQ_FIELD_BYTES, DLQ_TEXT_BYTES; "truncated": true then), bytes that
- * are not UTF-8 as U+FFFD.  NULL when out of memory. */
-static json_t *
-reject_value(const struct file_ctx *f, int whole)
-{
-	static char buf[DLQ_FIELD_BYTES + 1];
-	json_t *v, *fields;
-	int cut = 0;
-
-	v = json_pack("{s:s, s:s, s:I}", "file", f->name, "sha256", f->sha,
-	    "line", (json_int_t)f->rec_line);
-	if (v == NULL)
-		return NULL;
-	if (whole) {
-		size_t n = f->first_len;
-		while (n > 0 && (f->raw[n - 1] == '\n' || f->raw[n - 1] == '\r'))
-			n--;
-		n = utf8_sanitize(f->raw, n, buf, DLQ_TEXT_BYTES + 1, &cut);
-		if (json_object_set_new(v, "text", json_stringn(buf, n)) < 0)
-			goto oom;
-	} else {
-		size_t left = sizeof(buf);
-		if ((fields = json_array()) == NULL ||
-		    json_object_set_new(v, "fields", fields) < 0)
-			goto oom;
-		for (int i = 0; i < f->nfields; i++) {
-			size_t n = utf8_sanitize(f->fields[i].s, f->fields[i].len, buf,
-			    left, &cut);
-			if (json_array_append_new(fields, json_stringn(buf, n)) < 0)
-				goto oom;
-			left -= n;
-		}
-	}
-	if (cut && json_object_set_new(v, "truncated", json_true()) < 0)
-		goto oom;
-	return v;
-oom:
-	json_decref(v);
-	return NULL;
-}
-
-/* Sends the current record to the DLQ topic with why it cannot be loaded:
- * its fields, or, when it was rejected whole (no field of it can be
- * trusted), its first line.  Nothing for a record handled before a
- * restart (at or before resume_after). */
+/* Sends rec to the DLQ topic with why it cannot be loaded: its fields,
+ * or, when it was rejected whole (no field of it can be trusted), its
+ * first line (common/csvrec.c builds that value). */
 static void
-reject(struct file_ctx *f, const char *stage, int whole, const char *reason)
+reject(struct file_ctx *f, const char *stage, const struct csvrec *rec,
+    const char *reason)
 {
 	char line[24];
 	json_t *v;
 	rd_kafka_headers_t *h;
 	rd_kafka_resp_err_t x = RD_KAFKA_RESP_ERR_NO_ERROR;
 
-	if (f->rec_line <= f->resume_after)
-		return;
-	snprintf(line, sizeof(line), "%ld", f->rec_line);
+	snprintf(line, sizeof(line), "%ld", rec->line);
 	const char *const hdr[4][2] = {
 		{ "__pgrelay.errors.stage", stage }, { "__pgrelay.errors.reason", reason },
 		{ "__pgrelay.errors.file", f->name }, { "__pgrelay.errors.line", line },
@@ -293,10 +175,10 @@ reject(struct file_ctx *f, const char *stage, int whole, const char *reason)
 	h = rd_kafka_headers_new(4);
 	for (int i = 0; i < 4 && x == RD_KAFKA_RESP_ERR_NO_ERROR; i++)
 		x = rd_kafka_header_add(h, hdr[i][0], -1, hdr[i][1], -1);
-	if (x != RD_KAFKA_RESP_ERR_NO_ERROR || (v = reject_value(f, whole)) == NULL) {
+	if (x != RD_KAFKA_RESP_ERR_NO_ERROR || (v = csvrec_dlq_value(f->cf, rec)) == NULL) {
 		rd_kafka_headers_destroy(h);
 		snprintf(f->err, sizeof(f->err), "line %ld: cannot build its DLQ message: %s",
-		    f->rec_line, x ? rd_kafka_err2str(x) : "out of memory");
+		    rec->line, x ? rd_kafka_err2str(x) : "out of memory");
 		f->error = 1;
 		return;
 	}
@@ -307,25 +189,8 @@ reject(struct file_ctx *f, const char *stage, int whole, const char *reason)
 	if (f->error)
 		return;
 	f->rejected++;
-	log_warn("%s line %ld: %s; sent to %s", f->name, f->rec_line, reason,
+	log_warn("%s line %ld: %s; sent to %s", f->name, rec->line, reason,
 	    f->e->cfg->etl_dlq_topic);
-}
-
-static int
-department_wanted(const struct cfg *cfg, const char *dept)
-{
-	const char *p = cfg->etl_departments;
-	size_t n = strlen(dept);
-
-	while (*p) {
-		size_t len = strcspn(p, ",");
-		if (len == n && strncmp(p, dept, n) == 0)
-			return 1;
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	return 0;
 }
 
 /* Waits for Kafka's acknowledgement of every message of the file so far,
@@ -353,116 +218,32 @@ checkpoint(struct file_ctx *f)
 	return 0;
 }
 
-/* The current record is dealt with (sent, filtered or rejected): counts
- * it, and checkpoints every etl.batch_size records. */
+/* rec is dealt with (sent, filtered or rejected): counts it, and
+ * checkpoints every etl.batch_size records. */
 static void
-record_done(struct file_ctx *f)
+record_done(struct file_ctx *f, const struct csvrec *rec)
 {
-	f->last_line = f->rec_line;
+	f->last_line = rec->line;
 	if (++f->since_checkpoint >= f->e->cfg->etl_batch_size && !f->error &&
 	    checkpoint(f) < 0)
 		f->error = 1;
 }
 
-/* Rejects the current record whole (its bounds or its quoting are wrong,
- * so no field of it can be trusted), and asks for the file to be read
- * again from the line after its first. */
+/* Sends rec to the ETL topic, keyed by department; to the DLQ when Kafka
+ * refuses it. */
 static void
-reject_whole(struct file_ctx *f, const char *reason)
+send_record(struct file_ctx *f, const struct csvrec *rec)
 {
-	f->reread = 1;
-	if (f->records == 0) {
-		f->bad_header = 1;	/* the header itself */
-		return;
-	}
-	f->records++;
-	if (f->rec_line <= f->resume_after)
-		return;		/* rejected before a restart */
-	reject(f, "parse", 1, reason);
-	record_done(f);
-}
+	char why[sizeof(f->err)];
+	json_t *v = csvrec_value(f->cf, rec);
 
-/* Sends, filters out or rejects one record of the file. */
-static void
-process_record(struct file_ctx *f)
-{
-	const struct cfg *cfg = f->e->cfg;
-	char date[16], why[sizeof(f->err)], shown[64];
-	int year, cut = 0;
-	int32_t salary;
-
-	f->records++;
-	if (f->records == 1) {
-		int ok = f->nfields == NCOLS && !f->overflow;
-		for (int i = 0; ok && i < NCOLS; i++)
-			ok = strcmp(f->fields[i].s, header[i]) == 0;
-		f->bad_header = !ok;
-		return;
-	}
-	if (f->rec_line <= f->resume_after)
-		return;		/* sent and acknowledged before a restart */
-	if (f->overflow || f->nfields != NCOLS) {
-		snprintf(why, sizeof(why), "wrong column count: %d, want %d",
-		    f->overflow ? MAX_FIELDS : f->nfields, NCOLS);
-		reject(f, "parse", 0, why);
-		goto out;
-	}
-	if (f->nul_field >= 0) {
-		snprintf(why, sizeof(why), "NUL byte in %s", header[f->nul_field]);
-		reject(f, "parse", 0, why);
-		goto out;
-	}
-	static const int required[] = { COL_DEPT, COL_DIV, COL_TITLE, COL_HIRE, COL_SALARY };
-	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-		if (f->fields[required[i]].len == 0) {
-			snprintf(why, sizeof(why), "missing field %s", header[required[i]]);
-			reject(f, "parse", 0, why);
-			goto out;
-		}
-	}
-	if (parse_hire_date(f->fields[COL_HIRE].s, date, sizeof(date), &year) < 0) {
-		utf8_sanitize(f->fields[COL_HIRE].s, f->fields[COL_HIRE].len, shown, 41, &cut);
-		snprintf(why, sizeof(why), "bad date \"%s\" in Initial Hire Date "
-		    "(want DD-Mon-YYYY)", shown);
-		reject(f, "parse", 0, why);
-		goto out;
-	}
-	if (parse_salary(f->fields[COL_SALARY].s, &salary) < 0) {
-		utf8_sanitize(f->fields[COL_SALARY].s, f->fields[COL_SALARY].len, shown, 41,
-		    &cut);
-		snprintf(why, sizeof(why), "bad number \"%s\" in Salary", shown);
-		reject(f, "parse", 0, why);
-		goto out;
-	}
-	if (!department_wanted(cfg, f->fields[COL_DEPT].s) || year < cfg->etl_min_hire_year) {
-		f->filtered++;
-		goto out;
-	}
-	/* What is sent must be UTF-8: the JSON on the topic, B's text. */
-	static const int sent_text[] = { COL_DEPT, COL_DIV, COL_TITLE };
-	for (size_t i = 0; i < sizeof(sent_text) / sizeof(sent_text[0]); i++) {
-		const struct field *fd = &f->fields[sent_text[i]];
-		long at = utf8_invalid_at(fd->s, fd->len);
-		if (at >= 0) {
-			snprintf(why, sizeof(why), "%s is not valid UTF-8 (byte 0x%02X at "
-			    "offset %ld)", header[sent_text[i]], (unsigned char)fd->s[at], at);
-			reject(f, "parse", 0, why);
-			goto out;
-		}
-	}
-	json_t *v = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:i}",
-	    "file", f->name, "sha256", f->sha, "line", (json_int_t)f->rec_line,
-	    "department", f->fields[COL_DEPT].s,
-	    "department_division", f->fields[COL_DIV].s,
-	    "position_title", f->fields[COL_TITLE].s, "hire_date", date,
-	    "salary", (int)salary);
 	if (v == NULL) {
 		snprintf(f->err, sizeof(f->err), "line %ld: cannot encode the record as "
-		    "JSON (out of memory?)", f->rec_line);
+		    "JSON (out of memory?)", rec->line);
 		f->error = 1;
 		return;
 	}
-	switch (produce_json(f->e, cfg->etl_topic, f->fields[COL_DEPT].s, v, NULL,
+	switch (produce_json(f->e, f->e->cfg->etl_topic, rec->department, v, NULL,
 	    f->err, sizeof(f->err))) {
 	case PRODUCE_OK:
 		f->sent++;	/* in etl_files once acknowledged (checkpoint) */
@@ -470,249 +251,53 @@ process_record(struct file_ctx *f)
 	case PRODUCE_REFUSED:
 		snprintf(why, sizeof(why), "%s", f->err);
 		f->err[0] = '\0';
-		reject(f, "produce", 0, why);
+		reject(f, "produce", rec, why);
 		break;
 	case PRODUCE_FAILED:
 		f->error = 1;
 		break;
 	}
 	json_decref(v);
-	if (f->error)
-		return;
-out:
-	record_done(f);
 }
 
-/* 1 if raw is strictly RFC 4180 (every quote inside a quoted field
- * doubled or closing it, every quoted field closed), 0 if not, -1 out of
- * memory. */
+/* csvrec_read's csvrec_fn: sends, filters out or rejects one record of the
+ * file; nothing for a record handled before a restart (at or before
+ * resume_after).  -1 stops the file on a Kafka or database failure. */
 static int
-strictly_quoted(const char *raw, size_t len, size_t blk)
-{
-	struct csv_parser sp;
-	int rc;
-
-	if (csv_init(&sp, CSV_STRICT | CSV_STRICT_FINI) != 0)
-		return -1;
-	csv_set_blk_size(&sp, blk);
-	if (csv_parse(&sp, raw, len, NULL, NULL, NULL) != len)
-		rc = csv_error(&sp) == CSV_EPARSE ? 0 : -1;
-	else
-		rc = csv_fini(&sp, NULL, NULL, NULL) == 0 ? 1 : 0;
-	csv_free(&sp);
-	return rc;
-}
-
-static void
-free_fields(struct file_ctx *f)
-{
-	for (int i = 0; i < f->nfields; i++)
-		free(f->fields[i].s);
-	f->nfields = 0;
-	f->overflow = 0;
-	f->nul_field = -1;
-}
-
-static size_t
-csv_blk_size(const struct cfg *cfg)
-{
-	/* libcsv grows a field's buffer by this much at a time: 128 bytes by
-	 * default, and a 2 MB field took minutes of realloc under ASan */
-	size_t blk = (size_t)cfg->etl_max_record_bytes / 16;
-	return blk < 4096 ? 4096 : blk;
-}
-
-static void
-on_field(void *data, size_t len, void *opaque)
+on_record(const struct csvrec *rec, void *opaque)
 {
 	struct file_ctx *f = opaque;
-	const char *s = data ? (const char *)data : "";
 
-	if (f->reread)
-		return;		/* the rest of a line read again */
-	if (f->nfields >= MAX_FIELDS) {
-		f->overflow = 1;
-		return;
+	if (rec->line <= f->resume_after)
+		return 0;
+	switch (rec->verdict) {
+	case CSVREC_SEND:
+		send_record(f, rec);
+		if (f->error)
+			return -1;
+		break;
+	case CSVREC_FILTERED:
+		f->filtered++;
+		break;
+	case CSVREC_REJECTED:
+	case CSVREC_REJECTED_WHOLE:
+		reject(f, "parse", rec, rec->reason);
+		break;
 	}
-	if (f->nul_field < 0 && memchr(s, '\0', len) != NULL)
-		f->nul_field = f->nfields;
-	f->fields[f->nfields].s = malloc(len + 1);
-	if (f->fields[f->nfields].s == NULL) {
-		snprintf(f->err, sizeof(f->err), "line %ld: out of memory", f->line);
-		f->error = 1;
-		return;
-	}
-	memcpy(f->fields[f->nfields].s, s, len);
-	f->fields[f->nfields].s[len] = '\0';
-	f->fields[f->nfields].len = len;
-	f->nfields++;
+	record_done(f, rec);
+	return f->error ? -1 : 0;
 }
 
-static void
-on_record(int term, void *opaque)
+/* csvrec_read's tick, before each line: serves Kafka's callbacks, tells
+ * pgrelayd the producer is alive, stops on a stop. */
+static int
+on_line(void *opaque)
 {
 	struct file_ctx *f = opaque;
-	char why[256];
 
-	(void)term;
-	if (f->reread)
-		return;
-	f->rec_open = 0;
-	if (f->error || f->bad_header) {
-		free_fields(f);
-		return;
-	}
-	if (f->records > 0 && f->line > f->rec_line) {
-		/* over several lines: a stray quote may have swallowed them */
-		int strict = 1;
-		if (f->overflow || f->nfields != NCOLS)
-			snprintf(why, sizeof(why), "wrong column count: %d, want %d, "
-			    "in a record over lines %ld-%ld: an unbalanced quote?",
-			    f->overflow ? MAX_FIELDS : f->nfields, NCOLS, f->rec_line,
-			    f->line);
-		else if ((strict = strictly_quoted(f->raw, f->raw_len,
-		    csv_blk_size(f->e->cfg))) == 0)
-			snprintf(why, sizeof(why), "a quote neither doubled nor closing "
-			    "its field, in a record over lines %ld-%ld: an unbalanced "
-			    "quote?", f->rec_line, f->line);
-		if (strict < 0) {
-			snprintf(f->err, sizeof(f->err), "line %ld: out of memory", f->line);
-			f->error = 1;
-		} else if (f->overflow || f->nfields != NCOLS || !strict) {
-			reject_whole(f, why);
-		} else {
-			process_record(f);
-		}
-	} else {
-		process_record(f);
-	}
-	free_fields(f);
-}
-
-/* Reads one line (through its '\n', or to the end of the file) from fp,
- * keeping its first cap bytes in buf (*kept of them).  Returns the line's
- * length, 0 at the end of the file, -1 on a read error. */
-static off_t
-read_line(FILE *fp, char *buf, size_t cap, size_t *kept)
-{
-	off_t n = 0;
-	int c;
-
-	*kept = 0;
-	while ((c = getc_unlocked(fp)) != EOF) {
-		if (*kept < cap)
-			buf[(*kept)++] = (char)c;
-		n++;
-		if (c == '\n')
-			break;
-	}
-	return ferror(fp) ? -1 : n;
-}
-
-/* A line libcsv skips between records: spaces, tabs, CR and LF only. */
-static int
-blank(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-			return 0;
-	return 1;
-}
-
-/* Drops the record being read and the parser's state, and goes back to
- * the line after the record's first. */
-static int
-read_again(struct file_ctx *f, FILE *fp, struct csv_parser *p)
-{
-	free_fields(f);
-	csv_free(p);
-	csv_init(p, CSV_APPEND_NULL);
-	csv_set_blk_size(p, csv_blk_size(f->e->cfg));
-	if (fseeko(fp, f->rec_next, SEEK_SET) < 0) {
-		snprintf(f->err, sizeof(f->err), "seek to line %ld: %s", f->rec_line + 1,
-		    strerror(errno));
-		f->error = 1;
-		return -1;
-	}
-	f->off = f->rec_next;
-	f->line = f->rec_line;
-	f->rec_open = 0;
-	f->reread = 0;
-	return 0;
-}
-
-/* Feeds the file to libcsv a line at a time, keeping each record's first
- * line, its bytes and where the line after its first begins, and bounds
- * each record (see Unbalanced quotes in NOTES).  Stops at the end, or on
- * f->error, f->bad_header or a stop. */
-static void
-parse_file(struct file_ctx *f, FILE *fp, struct csv_parser *p)
-{
-	const struct cfg *cfg = f->e->cfg;
-	const size_t cap = (size_t)cfg->etl_max_record_bytes;
-	char why[160];
-
-	while (!f->error && !f->bad_header && !worker_stop) {
-		size_t kept;
-		if (!f->rec_open)
-			f->raw_len = 0;
-		char *s = f->raw + f->raw_len;
-		off_t n = read_line(fp, s, cap - f->raw_len, &kept);
-		if (n < 0) {
-			snprintf(f->err, sizeof(f->err), "read after line %ld: %s", f->line,
-			    strerror(errno));
-			f->error = 1;
-			return;
-		}
-		if (n == 0) {		/* the end of the file */
-			/* a record without a final newline, or a quote open */
-			csv_fini(p, on_field, on_record, f);
-			if (f->reread && read_again(f, fp, p) == 0)
-				continue;
-			return;
-		}
-		f->line++;
-		f->off += n;
-		int whole_line = (off_t)kept == n;
-		if (f->line == 1 && kept >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
-			memmove(s, s + 3, kept - 3);	/* UTF-8 byte-order mark */
-			kept -= 3;
-		}
-		if (!f->rec_open) {
-			if (whole_line && blank(s, kept))
-				continue;	/* libcsv skips it too */
-			f->rec_open = 1;
-			f->rec_line = f->line;
-			f->rec_next = f->off;
-			f->first_len = kept;
-		}
-		if (!whole_line) {
-			snprintf(why, sizeof(why), "record longer than %d bytes "
-			    "(etl.max_record_bytes)%s", cfg->etl_max_record_bytes,
-			    f->line > f->rec_line ? ": an unbalanced quote?" : "");
-			reject_whole(f, why);
-			read_again(f, fp, p);
-			continue;
-		}
-		f->raw_len += kept;
-		if (csv_parse(p, s, kept, on_field, on_record, f) != kept && !f->reread) {
-			snprintf(f->err, sizeof(f->err), "line %ld: %s", f->line,
-			    csv_strerror(csv_error(p)));
-			f->error = 1;
-			return;
-		}
-		if (!f->reread && f->rec_open &&
-		    f->line - f->rec_line + 1 >= cfg->etl_max_record_lines) {
-			snprintf(why, sizeof(why), "record not closed within %d lines "
-			    "(etl.max_record_lines): an unbalanced quote?",
-			    cfg->etl_max_record_lines);
-			reject_whole(f, why);
-		}
-		if (f->reread && read_again(f, fp, p) < 0)
-			return;
-		rd_kafka_poll(f->e->rk, 0);
-		worker_notify_alive(NULL);
-	}
+	rd_kafka_poll(f->e->rk, 0);
+	worker_notify_alive(NULL);
+	return worker_stop != 0;
 }
 
 static int
@@ -829,8 +414,8 @@ process_file(struct etl *e, const char *name)
 {
 	const struct cfg *cfg = e->cfg;
 	char path[4096], err[1024], shown[1024];
-	struct file_ctx f = { .e = e, .name = name, .nul_field = -1 };
-	struct csv_parser p;
+	struct file_ctx f = { .e = e, .name = name };
+	enum csvrec_end end;
 	long size, bad;
 	PGresult *res;
 	int rc;
@@ -857,22 +442,27 @@ process_file(struct etl *e, const char *name)
 		log_error("%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if ((f.raw = malloc((size_t)cfg->etl_max_record_bytes)) == NULL) {
-		log_error("%s: out of memory for a record of etl.max_record_bytes (%d); "
-		    "retried", name, cfg->etl_max_record_bytes);
+	const struct csvrec_limits lim = {
+		.departments = cfg->etl_departments, .min_hire_year = cfg->etl_min_hire_year,
+		.max_record_lines = cfg->etl_max_record_lines,
+		.max_record_bytes = cfg->etl_max_record_bytes,
+	};
+	struct csvrec_file *cf = csvrec_file_new(name, f.sha, &lim, err, sizeof(err));
+	if (cf == NULL) {
+		log_error("%s: %s; retried", name, err);
 		fclose(fp);
 		return -1;
 	}
-	csv_init(&p, CSV_APPEND_NULL);
-	csv_set_blk_size(&p, csv_blk_size(cfg));
+	f.cf = cf;
 	e->acks = (struct kfk_acks){ 0 };
-	parse_file(&f, fp, &p);
-	free_fields(&f);
-	csv_free(&p);
-	free(f.raw);
+	end = csvrec_read(cf, fp, on_record, on_line, &f, f.err, sizeof(f.err));
+	f.cf = NULL;
+	csvrec_file_free(cf);
 	fclose(fp);
+	if (end == CSVREC_FAILED)
+		f.error = 1;	/* the reason in f.err */
 
-	if (f.bad_header) {
+	if (end == CSVREC_BAD_HEADER) {
 		log_error("%s: the header is not the expected \"Department,"
 		    "Department-Division,...,Salary\"; moved to failed/", name);
 		const char *del[1] = { f.sha };

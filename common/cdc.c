@@ -67,6 +67,14 @@ send_truncate(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
 	return 0;
 }
 
+const char *
+cdc_dob_unrepresentable(const char *dob_text, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "dob '%s' is outside 0001-01-01 to 9999-12-31, "
+	    "what the change event carries", dob_text);
+	return why;
+}
+
 int
 cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
     const char *dbname, const char *why_unrepresentable, struct kfk_acks *acks,

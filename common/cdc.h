@@ -32,6 +32,10 @@
     "CASE WHEN " col " BETWEEN DATE '0001-01-01' AND DATE '9999-12-31' " \
     "THEN " col " - DATE '1970-01-01' END"
 
+/* why = the reason a dob A holds (dob_text, as A prints it) cannot be
+ * carried (CDC_DOB_DAYS_SQL gave NULL for it).  Returns why. */
+const char *cdc_dob_unrepresentable(const char *dob_text, char *why, size_t whylen);
+
 /* Sends c to cfg's CDC topic keyed by its row's emp_id, or, when its
  * values cannot be carried (why_unrepresentable, if not NULL, says why;
  * else codec_check_row() finds out), to cfg's DLQ topic.  Either way the

@@ -962,7 +962,7 @@ kfk_produce(rd_kafka_t *rk, const char *topic, int32_t partition,
 		rd_kafka_poll(rk, 50);	/* let deliveries drain the queue */
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		snprintf(err, errlen, "produce to %s: %s", topic, rd_kafka_err2str(e));
-		return -1;
+		return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? PGR_DATA : PGR_RETRY;
 	}
 	return 0;
 }

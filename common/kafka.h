@@ -140,7 +140,9 @@ int kfk_cdc_topics_wait(rd_kafka_t *rk, const struct cfg *cfg);
  * rd_kafka_producev takes them) to partition, or to the one the key's
  * hash picks with RD_KAFKA_PARTITION_UA, waiting while librdkafka's queue
  * is full.  h (may be NULL) is owned by the record once it is queued.  0,
- * or -1 with err (val and h are then still the caller's). */
+ * or with err (val and h are then still the caller's) PGR_DATA when Kafka
+ * refuses this record for itself (larger than message.max.bytes: the
+ * caller may set it aside and go on), PGR_RETRY otherwise. */
 int kfk_produce(rd_kafka_t *rk, const char *topic, int32_t partition,
     const void *key, size_t keylen, void *val, size_t len, int flags,
     rd_kafka_headers_t *h, char *err, size_t errlen);

@@ -123,8 +123,8 @@ produce_json(struct etl *e, const char *topic, const char *key, json_t *value,
     rd_kafka_headers_t *hdrs, char *err, size_t errlen)
 {
 	char *val = json_dumps(value, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	rd_kafka_resp_err_t x;
 	size_t len;
+	int rc;
 
 	if (val == NULL) {
 		if (hdrs != NULL)
@@ -133,22 +133,18 @@ produce_json(struct etl *e, const char *topic, const char *key, json_t *value,
 		return PRODUCE_FAILED;
 	}
 	len = strlen(val);
-	while ((x = rd_kafka_producev(e->rk, RD_KAFKA_V_TOPIC(topic),
-	    RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, len),
-	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-	    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-		rd_kafka_poll(e->rk, 50);
-	if (x != RD_KAFKA_RESP_ERR_NO_ERROR) {
+	rc = kfk_produce(e->rk, topic, RD_KAFKA_PARTITION_UA, key, strlen(key), val,
+	    len, RD_KAFKA_MSG_F_FREE, hdrs, err, errlen);
+	if (rc < 0) {
 		free(val);
 		if (hdrs != NULL)
 			rd_kafka_headers_destroy(hdrs);
-		if (x == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+		if (rc == PGR_DATA) {
 			snprintf(err, errlen, "Kafka refuses the record: %s (%zu bytes of "
 			    "JSON, over the producer's message.max.bytes)",
-			    rd_kafka_err2str(x), len);
+			    rd_kafka_err2str(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE), len);
 			return PRODUCE_REFUSED;
 		}
-		snprintf(err, errlen, "produce to %s: %s", topic, rd_kafka_err2str(x));
 		return PRODUCE_FAILED;
 	}
 	e->acks.sent++;

@@ -543,12 +543,8 @@ change_from_row(PGresult *res, int i, struct change *c, char *why, size_t whylen
 	r->city = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8);
 	r->has_salary = !PQgetisnull(res, i, 9);
 	r->salary = r->has_salary ? (int32_t)strtol(PQgetvalue(res, i, 9), NULL, 10) : 0;
-	if (!r->has_dob && !PQgetisnull(res, i, 10)) {
-		snprintf(why, whylen, "dob '%s' is outside 0001-01-01 to "
-		    "9999-12-31, what the change event carries",
-		    PQgetvalue(res, i, 10));
-		return why;
-	}
+	if (!r->has_dob && !PQgetisnull(res, i, 10))
+		return cdc_dob_unrepresentable(PQgetvalue(res, i, 10), why, whylen);
 	return NULL;
 }
 

@@ -97,11 +97,8 @@ send_row(struct snapshot *s, PGresult *res, int i, char *err, size_t errlen)
 	r->has_salary = !PQgetisnull(res, i, 5);
 	r->salary = r->has_salary ? (int32_t)strtol(PQgetvalue(res, i, 5), NULL, 10) : 0;
 	c.change_id = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-	if (!r->has_dob && !PQgetisnull(res, i, 7)) {
-		snprintf(why, sizeof(why), "dob '%s' is outside 0001-01-01 to "
-		    "9999-12-31, what the change event carries", PQgetvalue(res, i, 7));
-		bad = why;
-	}
+	if (!r->has_dob && !PQgetisnull(res, i, 7))
+		bad = cdc_dob_unrepresentable(PQgetvalue(res, i, 7), why, sizeof(why));
 	return cdc_send(s->rk, s->cfg, &c, PQdb(s->read), bad, &s->acks, err,
 	    errlen);
 }

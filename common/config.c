@@ -10,6 +10,7 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "relmap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum cfg_type { CFG_T_STRING, CFG_T_INT, CFG_T_INT64, CFG_T_BOOL, CFG_T_KPROPS };
+enum cfg_type { CFG_T_STRING, CFG_T_INT, CFG_T_INT64, CFG_T_BOOL, CFG_T_KPROPS,
+    CFG_T_TABLES };
 
 struct cfg_key {
 	const char *group;
@@ -45,12 +47,15 @@ struct cfg_key {
 	{ g, k, CFG_T_INT64, offsetof(struct cfg, field), 0, NULL, def, lo, hi, NULL }
 #define KPROPS(g, k) \
 	{ g, k, CFG_T_KPROPS, 0, 0, NULL, 0, 0, 0, NULL }
+#define TABLES(g, k) \
+	{ g, k, CFG_T_TABLES, 0, 0, NULL, 0, 0, 0, NULL }
 
 static const struct cfg_key cfg_schema[] = {
 	STR("log", "level", log_level, 0, "info", NULL),
 
 	STR("kafka", "brokers", brokers, 1, NULL, "PGRELAY_KAFKA_BROKERS"),
 	STR("kafka", "cdc_topic", cdc_topic, 0, "pgrelay.public.employees", NULL),
+	STR("kafka", "topic_prefix", topic_prefix, 0, "pgrelay", NULL),
 	STR("kafka", "dlq_topic", dlq_topic, 0, "pgrelay.dlq", NULL),
 	INT("kafka", "partitions", partitions, 6, 1, 1000),
 	INT("kafka", "replication_factor", replication_factor, 1, 1, 16),
@@ -61,6 +66,8 @@ static const struct cfg_key cfg_schema[] = {
 
 	STR("source", "dsn", source_dsn, 1, NULL, "PGRELAY_SOURCE_DSN"),
 	STR("target", "dsn", target_dsn, 1, NULL, "PGRELAY_TARGET_DSN"),
+
+	TABLES("cdc", "tables"),
 
 	INT("producer", "poll_interval_ms", producer_poll_interval_ms, 200, 1, 600000),
 	INT("producer", "batch_size", producer_batch_size, 5000, 1, 1000000),
@@ -200,6 +207,8 @@ set_integer(struct cfg *cfg, const struct cfg_key *k, long long value)
 
 static int load_kprops(struct cfg *cfg, config_setting_t *list, char *err,
     size_t errlen);
+static int load_tables(struct cfg *cfg, config_setting_t *list, char *err,
+    size_t errlen);
 
 /* Fills one key from the file, the environment or the default. */
 static int
@@ -213,6 +222,8 @@ load_key(struct cfg *cfg, config_setting_t *root, const struct cfg_key *k,
 
 	if (k->type == CFG_T_KPROPS)
 		return s ? load_kprops(cfg, s, err, errlen) : 0;
+	if (k->type == CFG_T_TABLES)
+		return s ? load_tables(cfg, s, err, errlen) : 0;
 
 	if (envval != NULL && envval[0] != '\0') {
 		if (set_string(cfg, k, envval) < 0)
@@ -551,6 +562,393 @@ key_line(config_t *lc, const char *dotted)
 	return s ? config_setting_source_line(s) : 1;
 }
 
+/* ---- cdc.tables ----------------------------------------------------------
+ *
+ * A list of groups, one per table: source (required), target, topic,
+ * include, exclude (arrays of column names) and rules (an array of
+ * "column op value" strings).  Here: the form; the names are checked
+ * against the catalogs by the workers and by pgrelayd -t (relmap.c).
+ */
+
+static void
+free_strv(char **v)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void
+free_tables(struct cfg *cfg)
+{
+	for (int i = 0; i < cfg->ntables; i++) {
+		struct cfg_table *t = &cfg->tables[i];
+
+		free(t->source);
+		free(t->target);
+		free(t->topic);
+		free_strv(t->include);
+		free_strv(t->exclude);
+		for (int j = 0; j < t->nrules; j++) {
+			free(t->rules[j].column);
+			free(t->rules[j].value);
+			free(t->rules[j].name);
+		}
+		free(t->rules);
+	}
+	free(cfg->tables);
+	cfg->tables = NULL;
+	cfg->ntables = 0;
+}
+
+/* An array of strings (include, exclude) into a NULL-terminated list. */
+static int
+load_strv(const struct cfg *cfg, config_setting_t *a, const char *what,
+    char ***out, char *err, size_t errlen)
+{
+	int n = config_setting_length(a);
+	char **v;
+
+	if (config_setting_type(a) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(a) != CONFIG_TYPE_LIST) {
+		snprintf(err, errlen, "%s:%d: cdc.tables: %s: expected an array of "
+		    "column names, got %s", cfg->path, config_setting_source_line(a),
+		    what, type_name(config_setting_type(a)));
+		return -1;
+	}
+	if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL)
+		goto oom;
+	*out = v;
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(a, (unsigned)i);
+		const char *str = config_setting_get_string(e);
+
+		if (str == NULL || str[0] == '\0') {
+			snprintf(err, errlen, "%s:%d: cdc.tables: %s: element %d is not "
+			    "a column name", cfg->path, config_setting_source_line(a),
+			    what, i + 1);
+			return -1;
+		}
+		if ((v[i] = strdup(str)) == NULL)
+			goto oom;
+	}
+	return 0;
+oom:
+	snprintf(err, errlen, "%s: out of memory", cfg->path);
+	return -1;
+}
+
+/* Parses "column op value" into r: the column a plain name (or
+ * double-quoted), op one of >= > <= < = <> !=, the value the rest (a
+ * single-quoted value loses its quotes).  0, or -1 with why. */
+static int
+parse_rule(const char *text, struct cfg_rule *r, char *why, size_t whylen)
+{
+	static const char *const ops[] = { ">=", "<=", "<>", "!=", ">", "<", "=" };
+	const char *p = text, *c0, *c1;
+	char col[128];
+	size_t n = 0;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '"') {
+		for (p++; *p != '\0'; p++) {
+			if (*p == '"' && p[1] != '"')
+				break;
+			if (*p == '"')
+				p++;
+			if (n + 1 < sizeof(col))
+				col[n++] = *p;
+		}
+		if (*p != '"')
+			goto bad;
+		p++;
+	} else {
+		c0 = p;
+		while (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '$')
+			p++;
+		c1 = p;
+		for (const char *q = c0; q < c1 && n + 1 < sizeof(col); q++)
+			col[n++] = (*q >= 'A' && *q <= 'Z') ? (char)(*q - 'A' + 'a') : *q;
+	}
+	col[n] = '\0';
+	if (n == 0)
+		goto bad;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		size_t ol = strlen(ops[i]);
+
+		if (strncmp(p, ops[i], ol) != 0)
+			continue;
+		snprintf(r->op, sizeof(r->op), "%s", strcmp(ops[i], "!=") == 0 ? "<>" : ops[i]);
+		p += ol;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t vl = strlen(p);
+		while (vl > 0 && (p[vl - 1] == ' ' || p[vl - 1] == '\t'))
+			vl--;
+		if (vl == 0)
+			goto bad;
+		if (vl >= 2 && p[0] == '\'' && p[vl - 1] == '\'') {
+			p++;
+			vl -= 2;
+		}
+		const char *suffix = r->op[0] == '>' ? "min" : r->op[0] == '<' &&
+		    r->op[1] != '>' ? "max" : r->op[0] == '=' ? "eq" : "ne";
+		size_t nl = strlen(col) + strlen(suffix) + 2;
+
+		r->column = strdup(col);
+		r->value = strndup(p, vl);
+		r->name = malloc(nl);
+		if (r->column == NULL || r->value == NULL || r->name == NULL) {
+			snprintf(why, whylen, "out of memory");
+			return -1;
+		}
+		snprintf(r->name, nl, "%s.%s", col, suffix);
+		return 0;
+	}
+bad:
+	snprintf(why, whylen, "\"%s\" is not a rule (want \"column op value\", "
+	    "op one of >= > <= < = <>, e.g. \"salary > 10000\")", text);
+	return -1;
+}
+
+static int
+load_table(struct cfg *cfg, config_setting_t *g, struct cfg_table *t, char *err,
+    size_t errlen)
+{
+	static const char *const keys[] = { "source", "target", "topic", "include",
+	    "exclude", "rules" };
+	int line = config_setting_source_line(g);
+	const char *str;
+
+	t->line = line;
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+		snprintf(err, errlen, "%s:%d: cdc.tables: expected a group "
+		    "{ source = \"schema.table\"; ... }, got %s", cfg->path, line,
+		    type_name(config_setting_type(g)));
+		return -1;
+	}
+	for (int i = 0; i < config_setting_length(g); i++) {
+		config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		size_t k = 0;
+
+		while (k < sizeof(keys) / sizeof(keys[0]) &&
+		    strcmp(keys[k], config_setting_name(s)) != 0)
+			k++;
+		if (k == sizeof(keys) / sizeof(keys[0])) {
+			snprintf(err, errlen, "%s:%d: cdc.tables: %s: unknown key (a "
+			    "table has source, target, topic, include, exclude, rules)",
+			    cfg->path, config_setting_source_line(s),
+			    config_setting_name(s));
+			return -1;
+		}
+		if (k < 3 && (config_setting_type(s) != CONFIG_TYPE_STRING ||
+		    config_setting_get_string(s)[0] == '\0')) {
+			snprintf(err, errlen, "%s:%d: cdc.tables: %s: expected a "
+			    "non-empty string", cfg->path, config_setting_source_line(s),
+			    keys[k]);
+			return -1;
+		}
+	}
+	if (config_setting_lookup_string(g, "source", &str) != CONFIG_TRUE) {
+		snprintf(err, errlen, "%s:%d: cdc.tables: source: missing key (the "
+		    "table on the source, \"schema.table\")", cfg->path, line);
+		return -1;
+	}
+	if ((t->source = strdup(str)) == NULL)
+		goto oom;
+	if (config_setting_lookup_string(g, "target", &str) != CONFIG_TRUE)
+		str = t->source;
+	if ((t->target = strdup(str)) == NULL)
+		goto oom;
+	if (config_setting_lookup_string(g, "topic", &str) == CONFIG_TRUE)
+		t->topic = strdup(str);
+	for (int l = 0; l < 2; l++) {
+		config_setting_t *a = config_setting_get_member(g, l ? "exclude" : "include");
+
+		if (a != NULL && load_strv(cfg, a, l ? "exclude" : "include",
+		    l ? &t->exclude : &t->include, err, errlen) < 0)
+			return -1;
+	}
+	config_setting_t *rules = config_setting_get_member(g, "rules");
+	if (rules != NULL) {
+		int n = config_setting_length(rules);
+
+		if (config_setting_type(rules) != CONFIG_TYPE_ARRAY &&
+		    config_setting_type(rules) != CONFIG_TYPE_LIST) {
+			snprintf(err, errlen, "%s:%d: cdc.tables: rules: expected an "
+			    "array of \"column op value\" strings, got %s", cfg->path,
+			    config_setting_source_line(rules),
+			    type_name(config_setting_type(rules)));
+			return -1;
+		}
+		if ((t->rules = calloc((size_t)n + 1, sizeof(*t->rules))) == NULL)
+			goto oom;
+		for (int i = 0; i < n; i++) {
+			config_setting_t *e = config_setting_get_elem(rules, (unsigned)i);
+			const char *txt = config_setting_get_string(e);
+			char why[256];
+
+			t->rules[i].line = config_setting_source_line(e) ?
+			    config_setting_source_line(e) : config_setting_source_line(rules);
+			t->nrules++;
+			if (txt == NULL || parse_rule(txt, &t->rules[i], why, sizeof(why)) < 0) {
+				snprintf(err, errlen, "%s:%d: cdc.tables: rules: %s",
+				    cfg->path, t->rules[i].line, txt == NULL ?
+				    "expected a string \"column op value\"" : why);
+				return -1;
+			}
+		}
+	}
+	return 0;
+oom:
+	snprintf(err, errlen, "%s: out of memory", cfg->path);
+	return -1;
+}
+
+static int
+load_tables(struct cfg *cfg, config_setting_t *list, char *err, size_t errlen)
+{
+	int n = config_setting_length(list);
+
+	if (config_setting_type(list) != CONFIG_TYPE_LIST || n == 0) {
+		snprintf(err, errlen, "%s:%d: cdc.tables: expected a list of tables, "
+		    "( { source = \"public.employees\"; }, ... ), got %s", cfg->path,
+		    config_setting_source_line(list), n == 0 ? "an empty one" :
+		    type_name(config_setting_type(list)));
+		return -1;
+	}
+	if ((cfg->tables = calloc((size_t)n, sizeof(*cfg->tables))) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", cfg->path);
+		return -1;
+	}
+	cfg->tables_given = 1;
+	for (int i = 0; i < n; i++) {
+		cfg->ntables++;
+		if (load_table(cfg, config_setting_get_elem(list, (unsigned)i),
+		    &cfg->tables[i], err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The table pgrelay replicates without cdc.tables: employees, as the spec
+ * has it, with the rules.* keys. */
+static int
+default_table(struct cfg *cfg)
+{
+	struct cfg_table *t = calloc(1, sizeof(*t));
+	char v[3][32];
+
+	if (t == NULL)
+		return -1;
+	cfg->tables = t;
+	cfg->ntables = 1;
+	t->source = strdup("public.employees");
+	t->target = strdup("public.employees");
+	t->topic = strdup(cfg->cdc_topic);
+	t->rules = calloc(3, sizeof(*t->rules));
+	if (t->source == NULL || t->target == NULL || t->topic == NULL ||
+	    t->rules == NULL)
+		return -1;
+	snprintf(v[0], sizeof(v[0]), "%lld", (long long)cfg->rule_min_emp_id);
+	snprintf(v[1], sizeof(v[1]), "%s", cfg->rule_min_dob);
+	snprintf(v[2], sizeof(v[2]), "%lld", (long long)cfg->rule_min_salary);
+	const char *cols[3] = { "emp_id", "dob", "salary" };
+	const char *ops[3] = { ">=", ">=", ">" };
+	for (int i = 0; i < 3; i++) {
+		struct cfg_rule *r = &t->rules[t->nrules++];
+		size_t nl = strlen(cols[i]) + 5;
+
+		snprintf(r->op, sizeof(r->op), "%s", ops[i]);
+		r->column = strdup(cols[i]);
+		r->value = strdup(v[i]);
+		if ((r->name = malloc(nl)) == NULL || r->column == NULL || r->value == NULL)
+			return -1;
+		snprintf(r->name, nl, "%s.min", cols[i]);
+	}
+	return 0;
+}
+
+const struct cfg_table *
+cfg_table_by_topic(const struct cfg *cfg, const char *topic)
+{
+	for (int i = 0; i < cfg->ntables; i++)
+		if (strcmp(cfg->tables[i].topic, topic) == 0)
+			return &cfg->tables[i];
+	return NULL;
+}
+
+/* Defaults and the checks between tables: names that parse, one table
+ * once, one topic per table, none the DLQ's. */
+static int
+check_tables(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
+{
+	char schema[128], table[128], why[256];
+
+	if (!cfg->tables_given) {
+		if (default_table(cfg) < 0) {
+			snprintf(err, errlen, "%s: out of memory", cfg->path);
+			return -1;
+		}
+		return 0;
+	}
+	if (config_lookup(lc, "rules") != NULL) {
+		snprintf(err, errlen, "%s:%d: rules: with cdc.tables, each table "
+		    "has its own rules (rules = [\"salary > 10000\"]); move these "
+		    "there", cfg->path, key_line(lc, "rules"));
+		return -1;
+	}
+	for (int i = 0; i < cfg->ntables; i++) {
+		struct cfg_table *t = &cfg->tables[i];
+
+		for (int w = 0; w < 2; w++) {
+			const char *name = w ? t->target : t->source;
+
+			if (relmap_split_name(name, schema, sizeof(schema), table,
+			    sizeof(table), why, sizeof(why)) < 0) {
+				snprintf(err, errlen, "%s:%d: cdc.tables: %s: %s",
+				    cfg->path, t->line, w ? "target" : "source", why);
+				return -1;
+			}
+		}
+		if (t->topic == NULL) {
+			relmap_split_name(t->source, schema, sizeof(schema), table,
+			    sizeof(table), why, sizeof(why));
+			size_t n = strlen(cfg->topic_prefix) + strlen(schema) +
+			    strlen(table) + 3;
+			if ((t->topic = malloc(n)) == NULL) {
+				snprintf(err, errlen, "%s: out of memory", cfg->path);
+				return -1;
+			}
+			snprintf(t->topic, n, "%s.%s.%s", cfg->topic_prefix, schema, table);
+		}
+		if (strcmp(t->topic, cfg->dlq_topic) == 0) {
+			snprintf(err, errlen, "%s:%d: cdc.tables: topic: %s is "
+			    "kafka.dlq_topic", cfg->path, t->line, t->topic);
+			return -1;
+		}
+		for (int j = 0; j < i; j++) {
+			const struct cfg_table *o = &cfg->tables[j];
+			const char *what = strcmp(o->source, t->source) == 0 ? "source" :
+			    strcmp(o->target, t->target) == 0 ? "target" :
+			    strcmp(o->topic, t->topic) == 0 ? "topic" : NULL;
+
+			if (what != NULL) {
+				snprintf(err, errlen, "%s:%d: cdc.tables: %s: the same as "
+				    "the table at line %d", cfg->path, t->line, what,
+				    o->line);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+
 static int
 check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 {
@@ -691,7 +1089,8 @@ load(const char *path, const char *text, int raw, char *err, size_t errlen)
 	for (size_t i = 0; i < NKEYS; i++)
 		if (load_key(cfg, root, &cfg_schema[i], err, errlen) < 0)
 			goto fail;
-	if (check_relations(cfg, &lc, err, errlen) < 0)
+	if (check_relations(cfg, &lc, err, errlen) < 0 ||
+	    check_tables(cfg, &lc, err, errlen) < 0)
 		goto fail;
 
 	config_destroy(&lc);
@@ -732,6 +1131,7 @@ cfg_free(struct cfg *cfg)
 		free(cfg->kprops[i].value);
 	}
 	free(cfg->kprops);
+	free_tables(cfg);
 	for (size_t i = 0; i < NKEYS; i++)
 		if (cfg_schema[i].type == CFG_T_STRING)
 			free(*(char **)((char *)cfg + cfg_schema[i].offset));
@@ -745,7 +1145,7 @@ cfg_schema_key(size_t i, struct cfg_key_info *ki)
 	static const char *const type_names[] = {
 		[CFG_T_STRING] = "string", [CFG_T_INT] = "integer",
 		[CFG_T_INT64] = "integer", [CFG_T_BOOL] = "boolean",
-		[CFG_T_KPROPS] = "list",
+		[CFG_T_KPROPS] = "list", [CFG_T_TABLES] = "list",
 	};
 
 	if (i >= NKEYS)

@@ -37,6 +37,28 @@ struct cfg_kprop {
 	int secret;		/* never to be printed (cfg_kprop_is_secret) */
 };
 
+/* One rule of a table: "column op value" (cdc.tables[].rules). */
+struct cfg_rule {
+	char *column;
+	char op[3];		/* ">=", ">", "<=", "<", "=" or "<>" */
+	char *value;		/* as written, without its quotes */
+	char *name;		/* column + ".min" / ".max" / ".eq" / ".ne": the DLQ
+				 * header __pgrelay.errors.rule */
+	int line;
+};
+
+/* One table of cdc.tables. */
+struct cfg_table {
+	char *source;		/* "schema.table" on A, as written */
+	char *target;		/* on B; default: source */
+	char *topic;		/* default: kafka.topic_prefix.schema.table */
+	char **include;		/* columns the events carry (NULL-terminated), or NULL: all */
+	char **exclude;		/* columns they leave out, or NULL */
+	struct cfg_rule *rules;
+	int nrules;
+	int line;		/* of the table's group; 0 for the default table */
+};
+
 struct cfg {
 	char *path;
 
@@ -45,7 +67,8 @@ struct cfg {
 
 	/* kafka */
 	char *brokers;
-	char *cdc_topic;
+	char *cdc_topic;		/* the default table's topic; names the pipeline */
+	char *topic_prefix;		/* of the tables' default topics */
 	char *dlq_topic;
 	int partitions;
 	int replication_factor;
@@ -110,7 +133,14 @@ struct cfg {
 	int etl_loader_batch_size;
 	int etl_loader_batch_timeout_ms;
 
-	/* rules */
+	/* cdc.tables: at least one.  Without the key, one table,
+	 * public.employees, on kafka.cdc_topic, with the rules.* keys'
+	 * rules (emp_id >= min_emp_id, dob >= min_dob, salary > min_salary). */
+	struct cfg_table *tables;
+	int ntables;
+	int tables_given;		/* cdc.tables is in the file */
+
+	/* rules (the default table's) */
 	char *rule_min_dob;		/* "YYYY-MM-DD": dob before it fails */
 	int32_t rule_min_dob_days;	/* the same, as days since 1970-01-01 */
 	int64_t rule_min_salary;	/* salary <= this fails */
@@ -154,6 +184,9 @@ struct cfg *cfg_load_no_secrets(const char *path, char *err, size_t errlen);
 /* 1 when the librdkafka property name holds a secret (sasl.password,
  * ssl.key.password, ...): its value is never printed. */
 int cfg_kprop_is_secret(const char *name);
+
+/* The table of cfg whose topic is topic, or NULL. */
+const struct cfg_table *cfg_table_by_topic(const struct cfg *cfg, const char *topic);
 
 /* Parses "YYYY-MM-DD" into days since 1970-01-01; -1 if not a valid date. */
 int cfg_parse_date(const char *s, int32_t *days);

@@ -19,6 +19,15 @@ CREATE TABLE IF NOT EXISTS employees (
     salary     INT
 );
 
+-- Before version 4 (004_any_table.sql) the changes of employees went to
+-- emp_cdc, filled by the trigger below; version 4 moves them to
+-- pgrelay_changes and drops both, so they are made only before it.
+DO $legacy$
+BEGIN
+IF coalesce((SELECT version FROM pgrelay_schema_version WHERE component = 'source'), 0) >= 4 THEN
+    RETURN;
+END IF;
+EXECUTE $ddl$
 -- One row per insert, update or delete of employees.  change_id orders the
 -- changes; txid (the writing transaction, as xid8) lets the producer tell
 -- which changes a snapshot of the database can see, so that a transaction
@@ -41,7 +50,7 @@ CREATE INDEX IF NOT EXISTS emp_cdc_txid ON emp_cdc (txid);
 CREATE INDEX IF NOT EXISTS emp_cdc_emp ON emp_cdc (emp_id, change_id);
 
 CREATE OR REPLACE FUNCTION pgrelay_emp_cdc_capture() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql AS $body$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO emp_cdc (action, emp_id, first_name, last_name, dob, city, salary)
@@ -66,11 +75,14 @@ BEGIN
     PERFORM pg_notify('pgrelay_cdc', '');
     RETURN NULL;
 END
-$$;
+$body$;
 
 CREATE OR REPLACE TRIGGER employees_cdc
     AFTER INSERT OR UPDATE OR DELETE ON employees
     FOR EACH ROW EXECUTE FUNCTION pgrelay_emp_cdc_capture();
+$ddl$;
+END
+$legacy$;
 
 -- The producer's durable position: every change whose transaction is
 -- visible in snap has been acknowledged by Kafka.  epoch changes when a

@@ -16,7 +16,14 @@ BEGIN;
 -- At version 1 emp_id is NOT NULL and action is one of c, u, d: each
 -- change below runs once (adding a CHECK reads emp_cdc once, under its
 -- ACCESS EXCLUSIVE lock; a rerun takes no lock).
-DO $$
+-- Only before version 4, which replaces emp_cdc (004_any_table.sql).
+DO $legacy$
+BEGIN
+IF coalesce((SELECT version FROM pgrelay_schema_version WHERE component = 'source'), 0) >= 4 THEN
+    RETURN;
+END IF;
+EXECUTE $ddl$
+DO $body$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_attribute
                 WHERE attrelid = 'emp_cdc'::regclass AND attname = 'emp_id'
@@ -38,25 +45,28 @@ BEGIN
             CHECK ((emp_id IS NULL) = (action = 't'));
     END IF;
 END
-$$;
+$body$;
 
 -- The snapshot reads the newest TRUNCATE it can see (workers/snapshot.c).
 CREATE INDEX IF NOT EXISTS emp_cdc_truncates ON emp_cdc (change_id)
     WHERE action = 't';
 
 CREATE OR REPLACE FUNCTION pgrelay_emp_cdc_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql AS $body$
 BEGIN
     INSERT INTO emp_cdc (action) VALUES ('t');
     PERFORM pg_notify('pgrelay_cdc', '');
     RETURN NULL;
 END
-$$;
+$body$;
 
 -- Statement level: a TRUNCATE fires no row trigger.
 CREATE OR REPLACE TRIGGER employees_cdc_truncate
     AFTER TRUNCATE ON employees
     FOR EACH STATEMENT EXECUTE FUNCTION pgrelay_emp_cdc_truncate();
+$ddl$;
+END
+$legacy$;
 
 INSERT INTO pgrelay_schema_version (component, version) VALUES ('source', 2)
 ON CONFLICT (component) DO UPDATE SET version = GREATEST(pgrelay_schema_version.version, 2);

@@ -1,0 +1,738 @@
+/*
+ * relmap.c - a replicated table's description from the catalog, and the
+ * SQL that converts its values to and from the change event's forms.
+ *
+ * NOTES
+ *
+ * Types are classed by their base type (a domain by the type it is over,
+ * an array by its element): the class decides the event's form (relmap.h)
+ * and both conversions.  A class's two conversions are inverse on every
+ * value it accepts; a value outside them (a date past 9999, an infinite
+ * timestamp, a multi-dimensional array) is named by relmap_sql_bad() and
+ * goes to the DLQ, never altered.  Conversions run in SQL, by PostgreSQL's
+ * own input and output functions: numeric never passes through a double,
+ * and the session settings they depend on are fixed (RELMAP_SESSION_SQL).
+ *
+ * Generated SQL names columns through PQescapeIdentifier and strings
+ * through PQescapeLiteral.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "relmap.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+
+/* A growing string; on out of memory it stays failed and yields NULL. */
+struct sbuf {
+	char *s;
+	size_t len, cap;
+	int failed;
+};
+
+static void
+sb_add(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->failed)
+		return;
+	for (;;) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = 1;
+			return;
+		}
+		if (b->s != NULL && (size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		while (cap < b->len + (size_t)n + 1)
+			cap *= 2;
+		char *s = realloc(b->s, cap);
+		if (s == NULL) {
+			b->failed = 1;
+			return;
+		}
+		b->s = s;
+		b->cap = cap;
+	}
+}
+
+static char *
+sb_done(struct sbuf *b)
+{
+	if (b->failed) {
+		free(b->s);
+		return NULL;
+	}
+	return b->s;
+}
+
+/* A quoted identifier or literal, malloc'd (libpq's memory copied). */
+static char *
+quote(PGconn *db, const char *s, int ident)
+{
+	char *q = ident ? PQescapeIdentifier(db, s, strlen(s)) :
+	    PQescapeLiteral(db, s, strlen(s));
+	char *r = q ? strdup(q) : NULL;
+
+	PQfreemem(q);
+	return r;
+}
+
+enum pgt_class
+pgt_classify(unsigned oid, char typtype, char typcategory)
+{
+	switch (oid) {
+	case 16: return PGT_BOOL;
+	case 17: return PGT_BYTEA;
+	case 20: case 21: case 23: return PGT_INT;
+	case 114: case 3802: return PGT_JSON;
+	case 142: case 2950: return PGT_TEXT;		/* xml, uuid */
+	case 700: case 701: return PGT_FLOAT;
+	case 790: return PGT_NONE;	/* money: its text depends on lc_monetary */
+	case 1082: return PGT_DATE;
+	case 1083: return PGT_TIME;
+	case 1114: return PGT_TIMESTAMP;
+	case 1184: return PGT_TIMESTAMPTZ;
+	case 1186: return PGT_INTERVAL;
+	case 1700: return PGT_NUMERIC;
+	default: break;
+	}
+	if (typtype == 'e' || typtype == 'r' || typtype == 'm')
+		return PGT_TEXT;		/* enums, ranges, multiranges */
+	if (typtype != 'b')
+		return PGT_NONE;		/* composite, pseudo */
+	switch (typcategory) {
+	case 'S':	/* strings: text, varchar, char, name, citext */
+	case 'I':	/* inet, cidr */
+	case 'V':	/* bit, varbit */
+	case 'G':	/* geometric */
+	case 'D':	/* timetz */
+		return PGT_TEXT;
+	default:
+		return PGT_NONE;	/* user-defined, reg*, internal */
+	}
+}
+
+const char *
+pgt_class_name(enum pgt_class c)
+{
+	switch (c) {
+	case PGT_INT: return "integer";
+	case PGT_FLOAT: return "float";
+	case PGT_NUMERIC: return "numeric (string)";
+	case PGT_BOOL: return "boolean";
+	case PGT_TEXT: return "text";
+	case PGT_DATE: return "date (days)";
+	case PGT_TIMESTAMP: return "timestamp (microseconds)";
+	case PGT_TIMESTAMPTZ: return "timestamptz (ISO-8601 UTC)";
+	case PGT_TIME: return "time (microseconds)";
+	case PGT_INTERVAL: return "interval (ISO-8601)";
+	case PGT_BYTEA: return "bytea (base64)";
+	case PGT_JSON: return "json (string)";
+	case PGT_ARRAY: return "array";
+	default: return "not carried";
+	}
+}
+
+/* Splits one part of a name: a quoted identifier ("a""b") or a plain one
+ * (folded to lower case, as PostgreSQL does).  Returns the rest after it. */
+static const char *
+split_part(const char *s, char *out, size_t outlen, int *ok)
+{
+	size_t n = 0;
+
+	*ok = 0;
+	if (*s == '"') {
+		for (s++; *s != '\0'; s++) {
+			if (*s == '"') {
+				if (s[1] != '"')
+					break;
+				s++;
+			}
+			if (n + 1 >= outlen)
+				return s;
+			out[n++] = *s;
+		}
+		if (*s != '"' || n == 0)
+			return s;
+		s++;
+	} else {
+		for (; *s != '\0' && *s != '.'; s++) {
+			char c = *s;
+
+			if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9' && n > 0) || (c == '$' && n > 0)))
+				return s;
+			if (n + 1 >= outlen)
+				return s;
+			out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+		}
+		if (n == 0)
+			return s;
+	}
+	out[n] = '\0';
+	*ok = 1;
+	return s;
+}
+
+int
+relmap_split_name(const char *name, char *schema, size_t slen, char *table,
+    size_t tlen, char *why, size_t whylen)
+{
+	int ok;
+	const char *s = split_part(name, schema, slen, &ok);
+
+	if (ok && *s == '\0') {
+		snprintf(table, tlen, "%s", schema);
+		snprintf(schema, slen, "public");
+		return 0;
+	}
+	if (ok && *s == '.') {
+		s = split_part(s + 1, table, tlen, &ok);
+		if (ok && *s == '\0')
+			return 0;
+	}
+	snprintf(why, whylen, "\"%s\" is not a table name (want schema.table; "
+	    "quote a part with double quotes if it has other characters)", name);
+	return -1;
+}
+
+void
+relmap_free(struct rel *r)
+{
+	if (r == NULL)
+		return;
+	for (int i = 0; i < r->ncols; i++) {
+		free(r->cols[i].name);
+		free(r->cols[i].type);
+		free(r->cols[i].cast);
+		free(r->cols[i].elem_type);
+	}
+	free(r->cols);
+	free(r->keys);
+	free(r->schema);
+	free(r->table);
+	free(r->qname);
+	free(r);
+}
+
+const struct rel_col *
+relmap_col(const struct rel *r, const char *name)
+{
+	for (int i = 0; i < r->ncols; i++)
+		if (strcmp(r->cols[i].name, name) == 0)
+			return &r->cols[i];
+	return NULL;
+}
+
+static int
+listed(char *const *list, const char *name)
+{
+	for (; list != NULL && *list != NULL; list++)
+		if (strcmp(*list, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Every column with its base type (domains resolved, one level per step)
+ * and, for an array, its element's base type. */
+#define COLUMNS_SQL \
+    "WITH RECURSIVE b(oid, base) AS (" \
+    "    SELECT oid, oid FROM pg_type WHERE typtype <> 'd' " \
+    "  UNION ALL " \
+    "    SELECT t.oid, b.base FROM pg_type t JOIN b ON t.typbasetype = b.oid " \
+    "     WHERE t.typtype = 'd') " \
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), " \
+    "       bt.oid::bigint, bt.typtype, bt.typcategory, " \
+    "       et.oid::bigint, et.typtype, et.typcategory, " \
+    "       format_type(bt.typelem, NULL), format_type(a.atttypid, NULL) " \
+    "  FROM pg_attribute a " \
+    "  JOIN b ab ON ab.oid = a.atttypid " \
+    "  JOIN pg_type bt ON bt.oid = ab.base " \
+    "  LEFT JOIN b eb ON bt.typcategory = 'A' AND eb.oid = bt.typelem " \
+    "  LEFT JOIN pg_type et ON et.oid = eb.base " \
+    " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped " \
+    " ORDER BY a.attnum"
+
+/* The primary key, else the replica identity index, else the narrowest
+ * unique index on NOT NULL columns without expressions or predicate. */
+#define KEY_SQL \
+    "SELECT array_agg(a.attname::text ORDER BY k.ord) " \
+    "  FROM pg_index i " \
+    "  CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) " \
+    "  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum " \
+    " WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indisvalid " \
+    "   AND i.indpred IS NULL AND i.indexprs IS NULL " \
+    " GROUP BY i.indexrelid, i.indisprimary, i.indisreplident " \
+    "HAVING bool_and(a.attnotnull) " \
+    " ORDER BY i.indisprimary DESC, i.indisreplident DESC, count(*), i.indexrelid " \
+    " LIMIT 1"
+
+struct rel *
+relmap_load(PGconn *db, const char *name, char *const *include,
+    char *const *exclude, enum pgr_err *cls, char *err, size_t errlen)
+{
+	char schema[128], table[128], why[256], *qs = NULL, *qt = NULL;
+	char *full = NULL;
+	PGresult *res = NULL;
+	struct rel *r = NULL;
+	const char *params[1];
+
+	*cls = PGR_CONFIG;
+	if (relmap_split_name(name, schema, sizeof(schema), table, sizeof(table),
+	    why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s", why);
+		return NULL;
+	}
+	qs = quote(db, schema, 1);
+	qt = quote(db, table, 1);
+	if (qs == NULL || qt == NULL)
+		goto oom;
+	size_t flen = strlen(qs) + strlen(qt) + 2;
+	if ((full = malloc(flen)) == NULL)
+		goto oom;
+	snprintf(full, flen, "%s.%s", qs, qt);
+	params[0] = full;
+
+	/* to_regclass: NULL, not an error, for a missing table */
+	res = db_query(db, "SELECT c.relkind FROM pg_class c "
+	    "WHERE c.oid = to_regclass($1)", 1, params, err, errlen);
+	if (res == NULL) {
+		*cls = PGR_RETRY;
+		goto fail;
+	}
+	if (PQntuples(res) != 1 || strchr("rp", PQgetvalue(res, 0, 0)[0]) == NULL) {
+		snprintf(err, errlen, "table %s.%s %s in database %s", schema, table,
+		    PQntuples(res) == 1 ? "is not a table" : "does not exist",
+		    PQdb(db));
+		goto fail;
+	}
+	PQclear(res);
+
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		goto oom;
+	r->schema = strdup(schema);
+	r->table = strdup(table);
+	r->qname = full;
+	full = NULL;
+	if (r->schema == NULL || r->table == NULL)
+		goto oom;
+
+	params[0] = r->qname;
+	res = db_query(db, COLUMNS_SQL, 1, params, err, errlen);
+	if (res == NULL) {
+		*cls = PGR_RETRY;
+		goto fail;
+	}
+	r->ncols = PQntuples(res);
+	if ((r->cols = calloc((size_t)r->ncols + 1, sizeof(*r->cols))) == NULL)
+		goto oom;
+	for (int i = 0; i < r->ncols; i++) {
+		struct rel_col *c = &r->cols[i];
+
+		c->name = strdup(PQgetvalue(res, i, 0));
+		c->type = strdup(PQgetvalue(res, i, 1));
+		c->cast = strdup(PQgetvalue(res, i, 9));
+		if (c->name == NULL || c->type == NULL || c->cast == NULL)
+			goto oom;
+		c->cls = pgt_classify((unsigned)strtoul(PQgetvalue(res, i, 2), NULL, 10),
+		    PQgetvalue(res, i, 3)[0], PQgetvalue(res, i, 4)[0]);
+		if (PQgetvalue(res, i, 4)[0] == 'A' && !PQgetisnull(res, i, 5)) {
+			c->cls = PGT_ARRAY;
+			c->elem_cls = pgt_classify(
+			    (unsigned)strtoul(PQgetvalue(res, i, 5), NULL, 10),
+			    PQgetvalue(res, i, 6)[0], PQgetvalue(res, i, 7)[0]);
+			if ((c->elem_type = strdup(PQgetvalue(res, i, 8))) == NULL)
+				goto oom;
+		}
+		c->sent = (include == NULL || include[0] == NULL || listed(include, c->name)) &&
+		    !listed(exclude, c->name);
+	}
+	PQclear(res);
+
+	for (int l = 0; l < 2; l++) {
+		char *const *list = l == 0 ? include : exclude;
+
+		for (; list != NULL && *list != NULL; list++) {
+			if (relmap_col(r, *list) == NULL) {
+				snprintf(err, errlen, "table %s.%s has no column \"%s\" "
+				    "(named in %s)", schema, table, *list,
+				    l == 0 ? "include" : "exclude");
+				res = NULL;
+				goto fail;
+			}
+		}
+	}
+
+	res = db_query(db, KEY_SQL, 1, params, err, errlen);
+	if (res == NULL) {
+		*cls = PGR_RETRY;
+		goto fail;
+	}
+	if (PQntuples(res) != 1) {
+		snprintf(err, errlen, "table %s.%s has no primary key and no unique "
+		    "index on NOT NULL columns: pgrelay cannot tell its rows apart; "
+		    "add a primary key", schema, table);
+		goto fail;
+	}
+	{
+		/* {a,"b c"}: read it back through the server, one name a row */
+		const char *arr[1] = { PQgetvalue(res, 0, 0) };
+		PGresult *names = db_query(db, "SELECT unnest($1::text[])", 1, arr,
+		    err, errlen);
+
+		if (names == NULL) {
+			*cls = PGR_RETRY;
+			goto fail;
+		}
+		r->nkeys = PQntuples(names);
+		r->keys = calloc((size_t)r->nkeys + 1, sizeof(*r->keys));
+		if (r->keys == NULL) {
+			PQclear(names);
+			goto oom;
+		}
+		for (int k = 0; k < r->nkeys; k++) {
+			const struct rel_col *c = relmap_col(r, PQgetvalue(names, k, 0));
+			int idx = (int)(c - r->cols);
+
+			r->keys[k] = idx;
+			r->cols[idx].key = k + 1;
+			r->cols[idx].sent = 1;
+		}
+		PQclear(names);
+	}
+	PQclear(res);
+	res = NULL;
+
+	for (int i = 0; i < r->ncols; i++) {
+		const struct rel_col *c = &r->cols[i];
+
+		if (c->cls == PGT_NONE || (c->cls == PGT_ARRAY &&
+		    (c->elem_cls == PGT_NONE || c->elem_cls == PGT_ARRAY))) {
+			if (!c->sent)
+				continue;	/* excluded: never read */
+			snprintf(err, errlen, "table %s.%s: column \"%s\" has type %s, "
+			    "which pgrelay cannot carry (README, Types); exclude the "
+			    "column or change its type", schema, table, c->name, c->type);
+			goto fail;
+		}
+	}
+	free(qs);
+	free(qt);
+	return r;
+oom:
+	*cls = PGR_RETRY;
+	snprintf(err, errlen, "out of memory reading table %s", name);
+fail:
+	PQclear(res);
+	relmap_free(r);
+	free(full);
+	free(qs);
+	free(qt);
+	return NULL;
+}
+
+/* ---- SQL on A: to the event ---- */
+
+/* The event's form of the value x (an SQL expression) of class cls. */
+static void
+to_event(struct sbuf *b, enum pgt_class cls, enum pgt_class elem, const char *x)
+{
+	switch (cls) {
+	case PGT_NUMERIC:
+	case PGT_INTERVAL:
+	case PGT_JSON:
+		sb_add(b, "(%s)::text", x);
+		break;
+	case PGT_DATE:
+		sb_add(b, "CASE WHEN %s BETWEEN DATE '0001-01-01' AND DATE '9999-12-31' "
+		    "THEN %s - DATE '1970-01-01' END", x, x);
+		break;
+	case PGT_TIMESTAMP:
+		sb_add(b, "CASE WHEN isfinite(%s) THEN (extract(epoch FROM %s) * "
+		    "1000000)::bigint END", x, x);
+		break;
+	case PGT_TIMESTAMPTZ:
+		sb_add(b, "CASE WHEN isfinite(%s) THEN to_char(%s, "
+		    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || CASE WHEN %s < "
+		    "TIMESTAMPTZ '0001-01-01 00:00:00+00' THEN ' BC' ELSE '' END "
+		    "ELSE (%s)::text END", x, x, x, x);
+		break;
+	case PGT_TIME:
+		sb_add(b, "(extract(epoch FROM %s) * 1000000)::bigint", x);
+		break;
+	case PGT_BYTEA:
+		sb_add(b, "translate(encode(%s, 'base64'), E'\\n', '')", x);
+		break;
+	case PGT_ARRAY:
+		sb_add(b, "CASE WHEN array_ndims(%s) > 1 OR array_lower(%s, 1) <> 1 "
+		    "THEN NULL WHEN %s IS NOT NULL THEN coalesce((SELECT json_agg(",
+		    x, x, x);
+		to_event(b, elem, PGT_NONE, "pgrelay_u.e");
+		sb_add(b, " ORDER BY pgrelay_u.i) FROM unnest(%s) WITH ORDINALITY "
+		    "AS pgrelay_u(e, i)), '[]'::json) END", x);
+		break;
+	default:		/* INT, FLOAT, BOOL, TEXT: as to_json writes them */
+		sb_add(b, "%s", x);
+		break;
+	}
+}
+
+/* "x"."col", malloc'd. */
+static char *
+col_ref(PGconn *db, const char *alias, const char *col)
+{
+	char *q = quote(db, col, 1);
+	size_t n;
+	char *s;
+
+	if (q == NULL)
+		return NULL;
+	n = strlen(alias) + strlen(q) + 2;
+	if ((s = malloc(n)) != NULL)
+		snprintf(s, n, "%s.%s", alias, q);
+	free(q);
+	return s;
+}
+
+/* (SELECT row_to_json(pgrelay_o) FROM (SELECT e1 AS "c1", ...) pgrelay_o),
+ * for the key columns or every sent column. */
+static char *
+object_sql(PGconn *db, const struct rel *r, const char *alias, int keys_only)
+{
+	struct sbuf b = { 0 };
+	int n = keys_only ? r->nkeys : r->ncols, first = 1;
+
+	sb_add(&b, "(SELECT row_to_json(pgrelay_o) FROM (SELECT ");
+	for (int i = 0; i < n; i++) {
+		const struct rel_col *c = &r->cols[keys_only ? r->keys[i] : i];
+		char *x, *q;
+
+		if (!c->sent)
+			continue;
+		x = col_ref(db, alias, c->name);
+		q = quote(db, c->name, 1);
+		if (x == NULL || q == NULL) {
+			free(x);
+			free(q);
+			b.failed = 1;
+			break;
+		}
+		sb_add(&b, "%s", first ? "" : ", ");
+		to_event(&b, c->cls, c->elem_cls, x);
+		sb_add(&b, " AS %s", q);
+		first = 0;
+		free(x);
+		free(q);
+	}
+	sb_add(&b, ") pgrelay_o)");
+	return sb_done(&b);
+}
+
+char *
+relmap_sql_row(PGconn *db, const struct rel *r, const char *alias)
+{
+	return object_sql(db, r, alias, 0);
+}
+
+char *
+relmap_sql_key(PGconn *db, const struct rel *r, const char *alias)
+{
+	return object_sql(db, r, alias, 1);
+}
+
+char *
+relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias)
+{
+	struct sbuf b = { 0 };
+	int n = 0;
+
+	sb_add(&b, "NULLIF(concat_ws('; '");
+	for (int i = 0; i < r->ncols; i++) {
+		const struct rel_col *c = &r->cols[i];
+		enum pgt_class e = c->cls == PGT_ARRAY ? c->elem_cls : c->cls;
+		char *x, *lit;
+
+		if (!c->sent || (c->cls != PGT_ARRAY && e != PGT_DATE &&
+		    e != PGT_TIMESTAMP))
+			continue;
+		x = col_ref(db, alias, c->name);
+		lit = quote(db, c->name, 0);
+		if (x == NULL || lit == NULL) {
+			free(x);
+			free(lit);
+			b.failed = 1;
+			break;
+		}
+		/* concat_ws takes at most 100 arguments: nest every 90 */
+		if (++n % 90 == 0)
+			sb_add(&b, ", concat_ws('; '");
+		if (c->cls == PGT_DATE)
+			sb_add(&b, ", CASE WHEN NOT (%s BETWEEN DATE '0001-01-01' AND "
+			    "DATE '9999-12-31') THEN format('%%s ''%%s'' is outside "
+			    "0001-01-01 to 9999-12-31, what the change event carries', "
+			    "%s, %s) END", x, lit, x);
+		else if (c->cls == PGT_TIMESTAMP)
+			sb_add(&b, ", CASE WHEN NOT isfinite(%s) THEN format('%%s ''%%s'' "
+			    "is not a finite timestamp, what the change event carries', "
+			    "%s, %s) END", x, lit, x);
+		else if (c->cls == PGT_ARRAY) {
+			sb_add(&b, ", CASE WHEN array_ndims(%s) > 1 OR array_lower(%s, 1) "
+			    "<> 1 THEN format('%%s is a multi-dimensional array or does "
+			    "not start at index 1, what the change event does not carry', "
+			    "%s)", x, x, lit);
+			if (e == PGT_DATE)
+				sb_add(&b, " WHEN EXISTS (SELECT 1 FROM unnest(%s) AS "
+				    "pgrelay_u(e) WHERE NOT (pgrelay_u.e BETWEEN DATE "
+				    "'0001-01-01' AND DATE '9999-12-31')) THEN format('%%s "
+				    "holds a date outside 0001-01-01 to 9999-12-31, what the "
+				    "change event carries', %s)", x, lit);
+			if (e == PGT_TIMESTAMP)
+				sb_add(&b, " WHEN EXISTS (SELECT 1 FROM unnest(%s) AS "
+				    "pgrelay_u(e) WHERE NOT isfinite(pgrelay_u.e)) THEN "
+				    "format('%%s holds an infinite timestamp, which the "
+				    "change event does not carry', %s)", x, lit);
+			sb_add(&b, " END");
+		}
+		free(x);
+		free(lit);
+	}
+	for (int k = n / 90; k >= 0; k--)
+		sb_add(&b, ")");
+	sb_add(&b, ", '')");
+	return sb_done(&b);
+}
+
+/* The key column x's part of the change table's key: a text that does not
+ * depend on the writer's session settings. */
+static void
+change_key_part(struct sbuf *b, enum pgt_class cls, const char *x)
+{
+	switch (cls) {
+	case PGT_DATE:
+		sb_add(b, "(%s - DATE '1970-01-01')::text", x);
+		break;
+	case PGT_TIMESTAMP:
+	case PGT_TIMESTAMPTZ:
+	case PGT_TIME:
+	case PGT_INTERVAL:
+		sb_add(b, "extract(epoch FROM %s)::text", x);
+		break;
+	case PGT_BYTEA:
+		sb_add(b, "encode(%s, 'hex')", x);
+		break;
+	case PGT_FLOAT:
+		sb_add(b, "(%s)::float8::numeric::text", x);
+		break;
+	default:
+		sb_add(b, "(%s)::text", x);
+		break;
+	}
+}
+
+char *
+relmap_sql_change_key(PGconn *db, const struct rel *r, const char *alias)
+{
+	struct sbuf b = { 0 };
+
+	if (r->nkeys > 1)
+		sb_add(&b, "json_build_array(");
+	for (int k = 0; k < r->nkeys; k++) {
+		const struct rel_col *c = &r->cols[r->keys[k]];
+		char *x = col_ref(db, alias, c->name);
+
+		if (x == NULL) {
+			b.failed = 1;
+			break;
+		}
+		sb_add(&b, "%s", k ? ", " : "");
+		change_key_part(&b, c->cls, x);
+		free(x);
+	}
+	if (r->nkeys > 1)
+		sb_add(&b, ")::text");
+	return sb_done(&b);
+}
+
+/* ---- SQL on B: from the event ---- */
+
+char *
+relmap_sql_record_def(PGconn *db, const struct rel *r)
+{
+	struct sbuf b = { 0 };
+
+	for (int i = 0; i < r->ncols; i++) {
+		char *q = quote(db, r->cols[i].name, 1);
+
+		if (q == NULL) {
+			b.failed = 1;
+			break;
+		}
+		sb_add(&b, "%s%s %s", i ? ", " : "", q,
+		    r->cols[i].cls == PGT_ARRAY ? "json" : "text");
+		free(q);
+	}
+	return sb_done(&b);
+}
+
+/* Converts the event's form v (text, or json for an array element list)
+ * of class cls to a value of type type. */
+static void
+from_event(struct sbuf *b, enum pgt_class cls, const char *type, const char *v)
+{
+	switch (cls) {
+	case PGT_DATE:
+		sb_add(b, "(DATE '1970-01-01' + (%s)::integer)::%s", v, type);
+		break;
+	case PGT_TIMESTAMP:
+		/* in whole days, then microseconds: exact (interval * float8
+		 * would round past 2^53 microseconds) */
+		sb_add(b, "(TIMESTAMP '1970-01-01' + ((%s)::bigint / 86400000000) * "
+		    "INTERVAL '1 day' + ((%s)::bigint %% 86400000000) * "
+		    "INTERVAL '1 microsecond')::%s", v, v, type);
+		break;
+	case PGT_TIME:
+		sb_add(b, "(CASE WHEN (%s)::bigint = 86400000000 THEN TIME '24:00' "
+		    "ELSE TIME '00:00' + (%s)::bigint * INTERVAL '1 microsecond' "
+		    "END)::%s", v, v, type);
+		break;
+	case PGT_BYTEA:
+		sb_add(b, "decode(%s, 'base64')::%s", v, type);
+		break;
+	default:	/* the text form: the type's input function */
+		sb_add(b, "(%s)::%s", v, type);
+		break;
+	}
+}
+
+char *
+relmap_sql_from_event(PGconn *db, const struct rel_col *col, const char *alias)
+{
+	struct sbuf b = { 0 };
+	char *x = col_ref(db, alias, col->name);
+
+	if (x == NULL)
+		return NULL;
+	if (col->cls == PGT_ARRAY) {
+		sb_add(&b, "CASE WHEN %s IS NOT NULL THEN ARRAY(SELECT ", x);
+		from_event(&b, col->elem_cls, col->elem_type, "pgrelay_u.e");
+		sb_add(&b, " FROM json_array_elements_text(%s) WITH ORDINALITY AS "
+		    "pgrelay_u(e, i) ORDER BY pgrelay_u.i)::%s END", x, col->cast);
+	} else {
+		from_event(&b, col->cls, col->cast, x);
+	}
+	free(x);
+	return sb_done(&b);
+}

@@ -1,117 +1,404 @@
 /*
- * cdc.c - one change event to the CDC topic, or to the DLQ when it cannot
- * be carried (see cdc.h).
+ * cdc.c - the configured tables on A, their capture, their events, and
+ * sending one event (see cdc.h).
+ *
+ * NOTES
+ *
+ * Capture.  Each table has a row trigger, AFTER INSERT OR UPDATE OR
+ * DELETE, whose function pgrelay makes from the table's description
+ * (cdc_capture_sql): one row of pgrelay_changes per row changed, with the
+ * table's id, the action, the key as text and the row as to_json()
+ * writes it (the new row, or the old one for a delete); an update that
+ * changes the key is a delete of the old key and a create of the new.  A
+ * TRUNCATE is one row of its own (sql/source/004_any_table.sql).  The
+ * trigger sends no NOTIFY: its commit-time lock cost A's writers a third
+ * of their throughput (issue 16); the producer polls
+ * (producer.poll_interval_ms) instead.  pgrelay_tables keeps the md5 of
+ * the capture installed, so a start installs it only when the table's
+ * description calls for another (CREATE TRIGGER takes a lock that holds
+ * the table's writers for the moment it runs).
+ *
+ * The capture writes to_json(NEW): every column, whatever the config
+ * carries; the producer chooses the columns when it makes the event, by
+ * the table's type at that moment (json_populate_record).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "cdc.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "db.h"
 #include "log.h"
+#include "utf8.h"
+
+void
+cdc_tables_free(struct cdc_table *t, int n)
+{
+	if (t == NULL)
+		return;
+	for (int i = 0; i < n; i++)
+		relmap_free(t[i].rel);
+	free(t);
+}
+
+/* A quoted identifier, malloc'd. */
+static char *
+ident(PGconn *db, const char *s)
+{
+	char *q = PQescapeIdentifier(db, s, strlen(s));
+	char *r = q ? strdup(q) : NULL;
+
+	PQfreemem(q);
+	return r;
+}
+
+char *
+cdc_capture_sql(PGconn *db, const struct rel *r, int id, const char *changes_schema)
+{
+	char *ck_new = relmap_sql_change_key(db, r, "NEW");
+	char *ck_old = relmap_sql_change_key(db, r, "OLD");
+	char *sch = ident(db, changes_schema);
+	char *cond = NULL, *out = NULL;
+	size_t clen = 64;
+
+	if (ck_new == NULL || ck_old == NULL || sch == NULL)
+		goto done;
+	for (int k = 0; k < r->nkeys; k++)
+		clen += 2 * strlen(r->cols[r->keys[k]].name) + 32;
+	if ((cond = malloc(clen)) == NULL)
+		goto done;
+	/* (NEW."a", NEW."b") IS DISTINCT FROM (OLD."a", OLD."b") */
+	size_t off = 0;
+	for (int side = 0; side < 2; side++) {
+		off += (size_t)snprintf(cond + off, clen - off, "%s(", side ? " IS DISTINCT FROM " : "");
+		for (int k = 0; k < r->nkeys; k++) {
+			char *q = ident(db, r->cols[r->keys[k]].name);
+
+			if (q == NULL)
+				goto done;
+			off += (size_t)snprintf(cond + off, clen - off, "%s%s.%s",
+			    k ? ", " : "", side ? "OLD" : "NEW", q);
+			free(q);
+		}
+		off += (size_t)snprintf(cond + off, clen - off, ")");
+	}
+
+	const char *fmt =
+	    "CREATE OR REPLACE FUNCTION %s.pgrelay_capture_%d() RETURNS trigger\n"
+	    "LANGUAGE plpgsql AS $pgrelay$\n"
+	    "BEGIN\n"
+	    "    IF TG_OP = 'INSERT' THEN\n"
+	    "        INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
+	    "        VALUES (%d, 'c', %s, to_json(NEW));\n"
+	    "    ELSIF TG_OP = 'UPDATE' THEN\n"
+	    "        IF %s THEN\n"
+	    "            INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
+	    "            VALUES (%d, 'd', %s, to_json(OLD)), (%d, 'c', %s, to_json(NEW));\n"
+	    "        ELSE\n"
+	    "            INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
+	    "            VALUES (%d, 'u', %s, to_json(NEW));\n"
+	    "        END IF;\n"
+	    "    ELSE\n"
+	    "        INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
+	    "        VALUES (%d, 'd', %s, to_json(OLD));\n"
+	    "    END IF;\n"
+	    "    RETURN NULL;\n"
+	    "END\n"
+	    "$pgrelay$;\n"
+	    "CREATE OR REPLACE TRIGGER pgrelay_capture\n"
+	    "    AFTER INSERT OR UPDATE OR DELETE ON %s\n"
+	    "    FOR EACH ROW EXECUTE FUNCTION %s.pgrelay_capture_%d();\n"
+	    "CREATE OR REPLACE TRIGGER pgrelay_capture_truncate\n"
+	    "    AFTER TRUNCATE ON %s\n"
+	    "    FOR EACH STATEMENT EXECUTE FUNCTION %s.pgrelay_capture_truncate(%d);\n";
+	int n = snprintf(NULL, 0, fmt, sch, id, sch, id, ck_new, cond, sch, id,
+	    ck_old, id, ck_new, sch, id, ck_new, sch, id, ck_old, r->qname, sch, id,
+	    r->qname, sch, id);
+	if (n > 0 && (out = malloc((size_t)n + 1)) != NULL)
+		snprintf(out, (size_t)n + 1, fmt, sch, id, sch, id, ck_new, cond, sch,
+		    id, ck_old, id, ck_new, sch, id, ck_new, sch, id, ck_old, r->qname,
+		    sch, id, r->qname, sch, id);
+done:
+	free(ck_new);
+	free(ck_old);
+	free(sch);
+	free(cond);
+	return out;
+}
+
+/* Installs t's capture when pgrelay_tables has none, or another.  0,
+ * PGR_RETRY, or PGR_CONFIG. */
+static int
+ensure_capture(PGconn *db, struct cdc_table *t, char *err, size_t errlen)
+{
+	const char *params[3] = { t->rel->qname, NULL, NULL };
+	PGresult *res;
+	char *sql = NULL, sch[128];
+	int rc = PGR_RETRY;
+	enum pgr_err cls;
+
+	res = db_query(db, "SELECT t.id, t.capture_md5, "
+	    "  (SELECT n.nspname FROM pg_class c JOIN pg_namespace n "
+	    "      ON n.oid = c.relnamespace "
+	    "    WHERE c.oid = 'pgrelay_changes'::regclass) "
+	    "  FROM (SELECT 1) one LEFT JOIN pgrelay_tables t "
+	    "    ON t.relid = $1::regclass", 1, params, err, errlen);
+	if (res == NULL)
+		return PGR_RETRY;
+	snprintf(sch, sizeof(sch), "%s", PQgetvalue(res, 0, 2));
+	if (!PQgetisnull(res, 0, 0)) {
+		t->id = atoi(PQgetvalue(res, 0, 0));
+		sql = cdc_capture_sql(db, t->rel, t->id, sch);
+		if (sql == NULL) {
+			PQclear(res);
+			snprintf(err, errlen, "out of memory");
+			return PGR_RETRY;
+		}
+		params[1] = sql;
+		PGresult *same = db_query(db, "SELECT md5($1) = $2", 2,
+		    (const char *[]){ sql, PQgetvalue(res, 0, 1) }, err, errlen);
+		if (same == NULL) {
+			PQclear(res);
+			free(sql);
+			return PGR_RETRY;
+		}
+		int installed = strcmp(PQgetvalue(same, 0, 0), "t") == 0;
+		PQclear(same);
+		if (installed) {
+			PQclear(res);
+			free(sql);
+			return 0;
+		}
+	}
+	PQclear(res);
+	free(sql);
+	sql = NULL;
+
+	/* One transaction: the id, the trigger function and triggers, the md5 */
+	if (db_exec(db, "BEGIN", 0, NULL, err, errlen) < 0)
+		return PGR_RETRY;
+	res = db_query_cls(db, "INSERT INTO pgrelay_tables (relid) VALUES ($1::regclass) "
+	    "ON CONFLICT (relid) DO UPDATE SET relid = EXCLUDED.relid RETURNING id",
+	    1, params, &cls, err, errlen);
+	if (res == NULL)
+		goto fail;
+	t->id = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if ((sql = cdc_capture_sql(db, t->rel, t->id, sch)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	res = PQexec(db, sql);	/* generated DDL: names quoted, no values */
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		snprintf(err, errlen, "installing the capture of %s.%s on the source: "
+		    "%s", t->rel->schema, t->rel->table,
+		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ?
+		    PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(db));
+		if (state != NULL && strcmp(state, "42501") == 0)
+			snprintf(err + strlen(err), errlen - strlen(err), "; pgrelay's "
+			    "user may not change the table: an administrator runs the "
+			    "SQL `pgrelayctl -c CONFIG capture-sql` prints, on the "
+			    "source database");
+		PQclear(res);
+		goto fail;
+	}
+	PQclear(res);
+	params[1] = sql;
+	if (db_exec(db, "UPDATE pgrelay_tables SET capture_md5 = md5($2), "
+	    "installed_at = now() WHERE relid = $1::regclass", 2, params, err,
+	    errlen) < 0 || db_exec(db, "COMMIT", 0, NULL, err, errlen) < 0)
+		goto fail;
+	log_info("installed the capture of %s.%s on the source (its changes go to "
+	    "pgrelay_changes as rel %d)", t->rel->schema, t->rel->table, t->id);
+	free(sql);
+	return 0;
+fail:
+	free(sql);
+	if (!db_broken(db)) {
+		char ignore[256];
+
+		db_exec(db, "ROLLBACK", 0, NULL, ignore, sizeof(ignore));
+	}
+	return rc;
+}
+
+int
+cdc_tables_open(PGconn *db, const struct cfg *cfg, struct cdc_table **out,
+    int *n, char *err, size_t errlen)
+{
+	struct cdc_table *t = calloc((size_t)cfg->ntables, sizeof(*t));
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (t == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return PGR_RETRY;
+	}
+	for (int i = 0; i < cfg->ntables; i++) {
+		enum pgr_err cls;
+		char why[768];
+
+		t[i].cfg = &cfg->tables[i];
+		t[i].rel = relmap_load(db, cfg->tables[i].source, cfg->tables[i].include,
+		    cfg->tables[i].exclude, &cls, why, sizeof(why));
+		if (t[i].rel == NULL) {
+			if (cls == PGR_CONFIG && cfg->tables[i].line > 0)
+				snprintf(err, errlen, "%s:%d: cdc.tables: source: %s",
+				    cfg->path, cfg->tables[i].line, why);
+			else
+				snprintf(err, errlen, "%s", why);
+			cdc_tables_free(t, i);
+			return cls == PGR_CONFIG ? PGR_CONFIG : PGR_RETRY;
+		}
+		if ((rc = ensure_capture(db, &t[i], err, errlen)) < 0) {
+			cdc_tables_free(t, i + 1);
+			return rc;
+		}
+	}
+	*out = t;
+	*n = cfg->ntables;
+	return 0;
+}
+
+/* A string literal, malloc'd. */
+static char *
+literal(PGconn *db, const char *s)
+{
+	char *q = PQescapeLiteral(db, s, strlen(s));
+	char *r = q ? strdup(q) : NULL;
+
+	PQfreemem(q);
+	return r;
+}
+
+char *
+cdc_event_sql(PGconn *db, const struct cdc_table *t, const char *alias,
+    const char *op, const char *version, const char *txid, const char *ts_ms)
+{
+	char *row = relmap_sql_row(db, t->rel, alias);
+	char *sch = literal(db, t->rel->schema), *tab = literal(db, t->rel->table);
+	char *out = NULL;
+	const char *fmt =
+	    "(SELECT row_to_json(pgrelay_v) FROM (SELECT "
+	    "CASE WHEN %s = 'd' THEN %s END AS before, "
+	    "CASE WHEN %s IN ('c', 'u', 'r') THEN %s END AS after, "
+	    "(SELECT row_to_json(pgrelay_s) FROM (SELECT '" CDC_EVENT_VERSION
+	    "'::text AS version, 'pgrelay'::text AS connector, 'pgrelay'::text AS "
+	    "name, current_database()::text AS db, %s::text AS schema, %s::text AS "
+	    "\"table\", CASE WHEN %s = 'r' THEN 'true' ELSE 'false' END AS snapshot, "
+	    "%s AS change_id, %s AS \"txId\", %s AS ts_ms) pgrelay_s) AS source, "
+	    "(%s)::text AS op, %s AS ts_ms) pgrelay_v)::text";
+
+	if (row != NULL && sch != NULL && tab != NULL) {
+		int n = snprintf(NULL, 0, fmt, op, row, op, row, sch, tab, op, version,
+		    txid, ts_ms, op, ts_ms);
+
+		if (n > 0 && (out = malloc((size_t)n + 1)) != NULL)
+			snprintf(out, (size_t)n + 1, fmt, op, row, op, row, sch, tab, op,
+			    version, txid, ts_ms, op, ts_ms);
+	}
+	free(row);
+	free(sch);
+	free(tab);
+	return out;
+}
+
+char *
+cdc_key_sql(PGconn *db, const struct cdc_table *t, const char *alias)
+{
+	char *k = relmap_sql_key(db, t->rel, alias), *out = NULL;
+
+	if (k != NULL && (out = malloc(strlen(k) + 16)) != NULL)
+		sprintf(out, "(%s)::text", k);
+	free(k);
+	return out;
+}
+
+char *
+cdc_bad_sql(PGconn *db, const struct cdc_table *t, const char *alias)
+{
+	return relmap_sql_bad(db, t->rel, alias);
+}
 
 /* The DLQ record of a change that cannot be carried: its key, a value
  * that says which change it was ({"op":"u","change_id":42}), and headers
  * with the reason and the source. */
 static int
 send_unrepresentable(rd_kafka_t *rk, const struct cfg *cfg,
-    const struct change *c, const char *key, size_t keylen, const char *why,
-    char *err, size_t errlen)
+    const struct cdc_table *t, char op, int64_t change_id, const char *key,
+    size_t klen, const char *why, char *err, size_t errlen)
 {
-	char val[96], id[24];
-	const char *origin[] = { "table", "public.employees", "change_id", id };
+	char id[24], table[300], ops[2] = { op, '\0' };
+	const char *origin[] = { "table", table, "change_id", id };
 	const struct kfk_dlq_why w = { "capture", "source.unrepresentable", why,
 	    origin, 2 };
-	int n;
+	json_t *v = json_pack("{s:s, s:I}", "op", ops, "change_id", (json_int_t)change_id);
+	char *val = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	int rc;
 
-	snprintf(id, sizeof(id), "%" PRId64, c->change_id);
-	n = snprintf(val, sizeof(val), "{\"op\":\"%c\",\"change_id\":%" PRId64 "}",
-	    c->op, c->change_id);
-	log_warn("change %" PRId64 " (op %c, emp_id %ld) cannot be carried by "
-	    "the change event: %s; it goes to the DLQ topic %s and the row keeps "
-	    "its previous state on the target", c->change_id, c->op,
-	    (long)codec_change_row(c)->emp_id, why, cfg->dlq_topic);
-	return kfk_produce_dlq(rk, cfg->dlq_topic, key, keylen, val, (size_t)n,
-	    &w, err, errlen);
-}
-
-/* A TRUNCATE (op 't'): one copy to each of the CDC topic's partitions,
- * without a key, so that each partition's stream carries it in order with
- * the changes of its rows (see NOTES in workers/producer.c).  The topic
- * has cfg->partitions partitions: the workers check it at start. */
-static int
-send_truncate(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
-    const char *dbname, struct kfk_acks *acks, char *err, size_t errlen)
-{
-	size_t len;
-	char *val = codec_encode_change(c, dbname, &len);
-
+	json_decref(v);
 	if (val == NULL) {
-		snprintf(err, errlen, "out of memory encoding change %" PRId64,
-		    c->change_id);
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (int32_t p = 0; p < cfg->partitions; p++) {
-		if (kfk_produce(rk, cfg->cdc_topic, p, NULL, 0, val, len,
-		    RD_KAFKA_MSG_F_COPY, NULL, err, errlen) < 0) {
-			free(val);
-			return -1;
-		}
-		acks->sent++;
-	}
+	snprintf(id, sizeof(id), "%" PRId64, change_id);
+	snprintf(table, sizeof(table), "%s.%s", t->rel->schema, t->rel->table);
+	log_warn("change %" PRId64 " (op %c) of %s cannot be carried by the change "
+	    "event: %s; it goes to the DLQ topic %s and the row keeps its previous "
+	    "state on the target", change_id, op, table, why, cfg->dlq_topic);
+	rc = kfk_produce_dlq(rk, cfg->dlq_topic, key, klen, val, strlen(val), &w,
+	    err, errlen);
 	free(val);
-	log_info("TRUNCATE of employees (change %" PRId64 ") sent to each of "
-	    "the %d partitions of %s; the target deletes every row older than it",
-	    c->change_id, cfg->partitions, cfg->cdc_topic);
-	return 0;
-}
-
-const char *
-cdc_dob_unrepresentable(const char *dob_text, char *why, size_t whylen)
-{
-	snprintf(why, whylen, "dob '%s' is outside 0001-01-01 to 9999-12-31, "
-	    "what the change event carries", dob_text);
-	return why;
+	return rc;
 }
 
 int
-cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct change *c,
-    const char *dbname, const char *why_unrepresentable, struct kfk_acks *acks,
-    char *err, size_t errlen)
+cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct cdc_table *t,
+    char op, int64_t change_id, const char *key, size_t klen, const char *val,
+    size_t vlen, const char *bad, struct kfk_acks *acks, char *err, size_t errlen)
 {
-	char key[32], why[256];
-	size_t keylen, len;
-	char *val;
+	char why[160];
+	long at;
 
-	if (c->op == 't')
-		return send_truncate(rk, cfg, c, dbname, acks, err, errlen);
-	keylen = codec_encode_key(codec_change_row(c)->emp_id, key, sizeof(key));
-	if (why_unrepresentable != NULL) {
-		if (send_unrepresentable(rk, cfg, c, key, keylen,
-		    why_unrepresentable, err, errlen) < 0)
-			return -1;
-		acks->sent++;
-		return 0;
-	}
-	val = codec_encode_change(c, dbname, &len);
-	if (val == NULL) {
-		if (codec_check_row(codec_change_row(c), why, sizeof(why)) == 0) {
-			snprintf(err, errlen, "out of memory encoding change %"
-			    PRId64, c->change_id);
-			return -1;
+	if (op == 't') {
+		/* one copy to each partition, without a key, so that each
+		 * partition's stream carries it in order with the changes of
+		 * its rows (see NOTES in workers/producer.c); the topic has
+		 * cfg->partitions: the workers check it at start */
+		for (int32_t p = 0; p < cfg->partitions; p++) {
+			if (kfk_produce(rk, t->cfg->topic, p, NULL, 0, (void *)val, vlen,
+			    RD_KAFKA_MSG_F_COPY, NULL, err, errlen) < 0)
+				return -1;
+			acks->sent++;
 		}
-		if (send_unrepresentable(rk, cfg, c, key, keylen, why, err,
-		    errlen) < 0)
+		log_info("TRUNCATE of %s.%s (change %" PRId64 ") sent to each of the "
+		    "%d partitions of %s; the target deletes every row older than it",
+		    t->rel->schema, t->rel->table, change_id, cfg->partitions,
+		    t->cfg->topic);
+		return 0;
+	}
+	if (bad == NULL && (at = utf8_invalid_at(val, vlen)) >= 0) {
+		snprintf(why, sizeof(why), "the row holds text that is not UTF-8 "
+		    "(byte %ld of its event)", at);
+		bad = why;
+	}
+	if (bad != NULL) {
+		if (send_unrepresentable(rk, cfg, t, op, change_id, key, klen, bad,
+		    err, errlen) < 0)
 			return -1;
 		acks->sent++;
 		return 0;
 	}
-	if (kfk_produce(rk, cfg->cdc_topic, RD_KAFKA_PARTITION_UA, key, keylen,
-	    val, len, RD_KAFKA_MSG_F_FREE, NULL, err, errlen) < 0) {
-		free(val);
+	if (kfk_produce(rk, t->cfg->topic, RD_KAFKA_PARTITION_UA, key, klen,
+	    (void *)val, vlen, RD_KAFKA_MSG_F_COPY, NULL, err, errlen) < 0)
 		return -1;
-	}
 	acks->sent++;
 	return 0;
 }

@@ -69,7 +69,7 @@ static const struct cfg_key cfg_schema[] = {
 
 	TABLES("cdc", "tables"),
 
-	INT("producer", "poll_interval_ms", producer_poll_interval_ms, 200, 1, 600000),
+	INT("producer", "poll_interval_ms", producer_poll_interval_ms, 10, 1, 600000),
 	INT("producer", "batch_size", producer_batch_size, 5000, 1, 1000000),
 	INT("producer", "retention_s", producer_retention_s, 3600, 0, 365 * 86400),
 	INT("producer", "long_txn_warn_s", producer_long_txn_warn_s, 30, 1, 86400),

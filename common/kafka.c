@@ -939,12 +939,20 @@ kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
 int
 kfk_cdc_topics_wait(rd_kafka_t *rk, const struct cfg *cfg)
 {
-	const struct kfk_topic t[] = {
-		{ cfg->cdc_topic, cfg->partitions, "kafka.partitions" },
-		{ cfg->dlq_topic, 1, NULL },
-	};
+	struct kfk_topic *t = calloc((size_t)cfg->ntables + 1, sizeof(*t));
+	int rc;
 
-	return kfk_topics_wait(rk, t, 2, cfg);
+	if (t == NULL) {
+		log_error("out of memory listing the CDC topics");
+		return PGR_RETRY;
+	}
+	for (int i = 0; i < cfg->ntables; i++)
+		t[i] = (struct kfk_topic){ cfg->tables[i].topic, cfg->partitions,
+		    "kafka.partitions" };
+	t[cfg->ntables] = (struct kfk_topic){ cfg->dlq_topic, 1, NULL };
+	rc = kfk_topics_wait(rk, t, cfg->ntables + 1, cfg);
+	free(t);
+	return rc;
 }
 
 int

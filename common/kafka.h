@@ -132,7 +132,7 @@ int kfk_ensure_topic(rd_kafka_t *rk, const struct kfk_topic *t,
 int kfk_topics_wait(rd_kafka_t *rk, const struct kfk_topic *t, int n,
     const struct cfg *cfg);
 
-/* kfk_topics_wait() for cfg's CDC topic (kafka.partitions) and DLQ topic
+/* kfk_topics_wait() for the topic of each of cfg's tables (kafka.partitions) and the DLQ topic
  * (created with one partition: the DLQ is read by people, in order). */
 int kfk_cdc_topics_wait(rd_kafka_t *rk, const struct cfg *cfg);
 

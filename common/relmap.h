@@ -96,10 +96,12 @@ const char *pgt_class_name(enum pgt_class c);
 
 /*
  * SQL on A.  The caller's session must have TimeZone UTC, DateStyle ISO
- * and IntervalStyle iso_8601 (relmap_session_sql).
+ * and IntervalStyle iso_8601 (run RELMAP_SESSION_SQL once).
  */
-#define RELMAP_SESSION_SQL "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; " \
-    "SET IntervalStyle = 'iso_8601'; SET extra_float_digits = 1"
+#define RELMAP_SESSION_SQL "SELECT set_config('TimeZone', 'UTC', false), " \
+    "set_config('DateStyle', 'ISO, YMD', false), " \
+    "set_config('IntervalStyle', 'iso_8601', false), " \
+    "set_config('extra_float_digits', '1', false)"
 
 /* An expression giving the event's row (json) of the table row whose
  * columns are alias."col": {"col": value, ...} for the sent columns. */

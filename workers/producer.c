@@ -130,6 +130,13 @@ struct producer {
 	double seen_since;		/* ... seen since (monotonic) */
 	double stop_seen;		/* monotonic: when worker_stop was seen */
 	struct kfk_acks acks;		/* of the current batch */
+	struct cdc_table *tables;	/* the configured tables, as A has them */
+	int ntables;
+	char *round_sql;		/* the window query over them (round_query) */
+	char *idle_snap;		/* the snapshot whose window was last sent
+					 * whole (malloc'd), or NULL */
+	double moved_at;		/* monotonic: the position's last move */
+	char unknown_warned[64];	/* rels seen without a table, warned once */
 	time_t last_retention;
 	time_t last_long_txn_warn;
 	int64_t total_sent;
@@ -147,6 +154,13 @@ mono_s(void)
 static void
 disconnect(struct producer *p)
 {
+	cdc_tables_free(p->tables, p->ntables);
+	p->tables = NULL;
+	p->ntables = 0;
+	free(p->round_sql);
+	p->round_sql = NULL;
+	free(p->idle_snap);
+	p->idle_snap = NULL;
 	if (p->db != NULL)
 		PQfinish(p->db);
 	if (p->lease_db != NULL)
@@ -156,23 +170,88 @@ disconnect(struct producer *p)
 	p->active = 0;
 }
 
-/* Connects to A, checks the schema, LISTENs. */
+/* The window query over the configured tables: each change with its
+ * event made by A (cdc_event_sql), from the row as the capture wrote it
+ * read back as the table's type (json_populate_record: a column added
+ * since is NULL, one dropped is ignored).  A change of a rel no table of
+ * the config has gets no event (val NULL): it is skipped.  $1 is the
+ * position lo, $2 the snapshot hi. */
+static char *
+round_query(struct producer *p)
+{
+	char *out = NULL;
+	size_t len = 0, cap = 0;
+	FILE *f = open_memstream(&out, &len);
+	int ok = f != NULL;
+
+	(void)cap;
+	if (!ok)
+		return NULL;
+	fprintf(f, "SELECT c.change_id, c.action, c.rel, e.key, e.val, e.bad "
+	    "  FROM pgrelay_changes c LEFT JOIN LATERAL (");
+	for (int i = 0; i < p->ntables && ok; i++) {
+		const struct cdc_table *t = &p->tables[i];
+		char *val = cdc_event_sql(p->db, t, "x", "c.action",
+		    "c.change_id", "c.txid::text::bigint",
+		    "(extract(epoch FROM c.changed_at) * 1000)::bigint");
+		char *key = cdc_key_sql(p->db, t, "x");
+		char *bad = cdc_bad_sql(p->db, t, "x");
+
+		ok = val != NULL && key != NULL && bad != NULL;
+		if (ok)
+			fprintf(f, "%sSELECT %s AS key, %s AS val, %s AS bad "
+			    "FROM json_populate_record(NULL::%s, c.row) x WHERE c.rel = %d",
+			    i ? " UNION ALL " : "", key, val, bad, t->rel->qname, t->id);
+		free(val);
+		free(key);
+		free(bad);
+	}
+	fprintf(f, ") e ON true "
+	    " WHERE c.txid >= pg_snapshot_xmin($1::pg_snapshot) "
+	    "   AND c.txid < pg_snapshot_xmax($2::pg_snapshot) "
+	    "   AND pg_visible_in_snapshot(c.txid, $2::pg_snapshot) "
+	    "   AND NOT pg_visible_in_snapshot(c.txid, $1::pg_snapshot) "
+	    " ORDER BY c.change_id");
+	if (fclose(f) != 0)
+		ok = 0;
+	if (!ok) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Connects to A, checks the schema, describes the tables and makes sure
+ * they are captured.  0, PGR_RETRY, or PGR_CONFIG (a table cannot be
+ * replicated: err says why). */
 static int
 connect_source(struct producer *p, char *err, size_t errlen)
 {
+	int rc;
+
 	p->db = db_connect(p->cfg->source_dsn, "pgrelay-producer", err, errlen);
 	if (p->db == NULL)
-		return -1;
+		return PGR_RETRY;
 	if (db_require_schema(p->db, "source", CDC_SOURCE_SCHEMA_VERSION, err,
 	    errlen) < 0) {
 		snprintf(err + strlen(err), errlen - strlen(err),
 		    "; apply sql/source/*.sql to the source database");
 		disconnect(p);
-		return -1;
+		return PGR_RETRY;
 	}
-	if (db_exec(p->db, "LISTEN pgrelay_cdc", 0, NULL, err, errlen) < 0) {
+	if (db_exec(p->db, RELMAP_SESSION_SQL, 0, NULL, err, errlen) < 0) {
 		disconnect(p);
-		return -1;
+		return PGR_RETRY;
+	}
+	rc = cdc_tables_open(p->db, p->cfg, &p->tables, &p->ntables, err, errlen);
+	if (rc < 0) {
+		disconnect(p);
+		return rc;
+	}
+	if ((p->round_sql = round_query(p)) == NULL) {
+		snprintf(err, errlen, "out of memory making the window query");
+		disconnect(p);
+		return PGR_RETRY;
 	}
 	return 0;
 }
@@ -511,54 +590,15 @@ snapshot_done(struct producer *p, char *err, size_t errlen)
 	return done;
 }
 
-/* Fills c from row i of a change query result (columns as in ROUND_SQL).
- * Returns NULL, or why the change event cannot carry the row (a dob A
- * holds but the event cannot: 'infinity', or beyond 0001..9999), written
- * into why. */
-static const char *
-change_from_row(PGresult *res, int i, struct change *c, char *why, size_t whylen)
+/* The configured table whose changes are rel, or NULL. */
+static const struct cdc_table *
+table_of(const struct producer *p, int rel)
 {
-	struct emp_row *r;
-
-	memset(c, 0, sizeof(*c));
-	c->change_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-	c->txid = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-	c->ts_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
-	c->op = PQgetvalue(res, i, 3)[0];
-	if (c->op == 't')
-		return NULL;		/* a TRUNCATE: no row (emp_id NULL) */
-	if (c->op == 'd') {
-		c->has_before = 1;
-		r = &c->before;
-	} else {
-		c->has_after = 1;
-		r = &c->after;
-	}
-	/* The strings stay owned by res: c is only encoded, never freed. */
-	r->emp_id = (int32_t)strtol(PQgetvalue(res, i, 4), NULL, 10);
-	r->first_name = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
-	r->last_name = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
-	r->has_dob = !PQgetisnull(res, i, 7);
-	r->dob_days = r->has_dob ? (int32_t)strtol(PQgetvalue(res, i, 7), NULL, 10) : 0;
-	r->city = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8);
-	r->has_salary = !PQgetisnull(res, i, 9);
-	r->salary = r->has_salary ? (int32_t)strtol(PQgetvalue(res, i, 9), NULL, 10) : 0;
-	if (!r->has_dob && !PQgetisnull(res, i, 10))
-		return cdc_dob_unrepresentable(PQgetvalue(res, i, 10), why, whylen);
+	for (int i = 0; i < p->ntables; i++)
+		if (p->tables[i].id == rel)
+			return &p->tables[i];
 	return NULL;
 }
-
-#define ROUND_SQL \
-    "SELECT change_id, txid::text::bigint, " \
-    "       (extract(epoch FROM changed_at) * 1000)::bigint, action, emp_id, " \
-    "       first_name, last_name, " CDC_DOB_DAYS_SQL("dob") ", city, salary, " \
-    "       dob::text " \
-    "  FROM emp_cdc " \
-    " WHERE txid >= pg_snapshot_xmin($1::pg_snapshot) " \
-    "   AND txid < pg_snapshot_xmax($2::pg_snapshot) " \
-    "   AND pg_visible_in_snapshot(txid, $2::pg_snapshot) " \
-    "   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot) " \
-    " ORDER BY change_id"
 
 /* Reports a transaction that has been open long enough to hold changes back. */
 static void
@@ -608,8 +648,8 @@ prune_changes(struct producer *p, const char *lo)
 	p->last_retention = now;
 	snprintf(secs, sizeof(secs), "%d", p->cfg->producer_retention_s);
 	res = db_query(p->db,
-	    "DELETE FROM emp_cdc WHERE change_id IN ("
-	    "  SELECT change_id FROM emp_cdc "
+	    "DELETE FROM pgrelay_changes WHERE change_id IN ("
+	    "  SELECT change_id FROM pgrelay_changes "
 	    "   WHERE changed_at < now() - make_interval(secs => $1::int) "
 	    "     AND pg_visible_in_snapshot(txid, $2::pg_snapshot) "
 	    "     AND action <> 't' "
@@ -637,12 +677,28 @@ send_batch(struct producer *p, PGresult *res, long *n, char *err, size_t errlen)
 	p->in_txn = 1;
 	p->acks = (struct kfk_acks){ 0 };
 	for (int i = 0; i < rows; i++) {
-		struct change c;
-		char bad_why[160];
-		const char *bad = change_from_row(res, i, &c, bad_why, sizeof(bad_why));
+		int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		char op = PQgetvalue(res, i, 1)[0];
+		int rel = atoi(PQgetvalue(res, i, 2));
+		const struct cdc_table *t = table_of(p, rel);
 
-		if (cdc_send(p->rk, p->cfg, &c, PQdb(p->db), bad, &p->acks,
-		    err, errlen) < 0) {
+		if (t == NULL || PQgetisnull(res, i, 4)) {
+			/* captured, but no table of the config: left behind by a
+			 * table removed from it */
+			int w = rel >= 0 && rel < (int)sizeof(p->unknown_warned) ?
+			    p->unknown_warned[rel]++ : 1;
+			if (!w)
+				log_warn("changes of rel %d (pgrelay_tables.id) on the "
+				    "source belong to no table of the config; they are "
+				    "skipped (drop the capture of a table no longer "
+				    "replicated: pgrelayctl capture-sql)", rel);
+			continue;
+		}
+		if (cdc_send(p->rk, p->cfg, t, op, id, PQgetvalue(res, i, 3),
+		    (size_t)PQgetlength(res, i, 3), PQgetvalue(res, i, 4),
+		    (size_t)PQgetlength(res, i, 4),
+		    PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5),
+		    &p->acks, err, errlen) < 0) {
 			/* refused: the transaction failed (fenced, or an abortable
 			 * error), or out of memory */
 			if (rd_kafka_fatal_error(p->rk, NULL, 0))
@@ -734,8 +790,20 @@ send_window(struct producer *p, const char *lo, const char *hi, const char *epoc
 	/* A's backend runs the whole query here (WITH HOLD): for a backlog of
 	 * millions of changes that can outlast supervisor.watchdog_s, so the
 	 * wait reports that the producer is alive, and renews its lease */
-	res = db_query_ticking(p->db, "DECLARE round NO SCROLL CURSOR WITH HOLD FOR "
-	    ROUND_SQL, 2, window, producer_tick_db, p, err, errlen);
+	{
+		size_t ql = strlen(p->round_sql) + 64;
+		char *q = malloc(ql);
+
+		if (q == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		snprintf(q, ql, "DECLARE round NO SCROLL CURSOR WITH HOLD FOR %s",
+		    p->round_sql);
+		res = db_query_ticking(p->db, q, 2, window, producer_tick_db, p,
+		    err, errlen);
+		free(q);
+	}
 	if (res == NULL)
 		goto fail;
 	PQclear(res);
@@ -768,8 +836,14 @@ send_window(struct producer *p, const char *lo, const char *hi, const char *epoc
 	rc = PGR_RETRY;
 	if (db_exec(p->db, "CLOSE round", 0, NULL, err, errlen) < 0)
 		goto fail;
+	/* An empty window moves the position at most once a second: each
+	 * move is a write on A, and the rounds of an idle A come every
+	 * poll_interval_ms while a transaction is open */
+	if (n == 0 && mono_s() - p->moved_at < 1.0)
+		return 0;
 	if (move_position(p, hi, epoch, n, err, errlen) < 0)
 		return PGR_RETRY;
+	p->moved_at = mono_s();
 	p->total_sent += n;
 	if (n > 0)
 		log_debug("sent %ld changes, position %s", n, hi);
@@ -784,7 +858,14 @@ fail:
 }
 
 /* One round: the position lo, the current snapshot hi, then send_window().
- * The snapshots stay in the result, however many transactions they list. */
+ * The snapshots stay in the result, however many transactions they list.
+ *
+ * Idle rounds.  The capture sends no NOTIFY (common/cdc.c), so the
+ * producer polls.  A snapshot changes whenever a transaction ends (its
+ * xmax is the newest ended transaction + 1, its xip those below it still
+ * running): while hi is the very snapshot whose window was last sent
+ * whole, no transaction has ended since, no change has become visible,
+ * and the round ends after this one small query. */
 static long
 run_round(struct producer *p, char *err, size_t errlen)
 {
@@ -801,48 +882,35 @@ run_round(struct producer *p, char *err, size_t errlen)
 		    "run the snapshot worker first");
 		return PGR_RETRY;
 	}
+	if (p->idle_snap != NULL && strcmp(p->idle_snap, PQgetvalue(st, 0, 2)) == 0) {
+		PQclear(st);
+		return 0;
+	}
+	free(p->idle_snap);
+	p->idle_snap = NULL;
 	n = send_window(p, PQgetvalue(st, 0, 0), PQgetvalue(st, 0, 2),
 	    PQgetvalue(st, 0, 1), err, errlen);
+	if (n >= 0)
+		p->idle_snap = strdup(PQgetvalue(st, 0, 2));	/* NULL: no skip */
 	PQclear(st);
 	return n;
 }
 
-/* Waits for a NOTIFY from the trigger, the poll interval, a stop, or a
- * lost lease, renewing the lease meanwhile. */
+/* Waits producer.poll_interval_ms (a stop or a lost lease ends it),
+ * serving Kafka and renewing the lease meanwhile. */
 static void
 wait_for_changes(struct producer *p)
 {
-	struct pollfd pfd = { .fd = PQsocket(p->db), .events = POLLIN };
-	PGnotify *nf;
-	int left = p->cfg->producer_poll_interval_ms, pending = 0;
+	int left = p->cfg->producer_poll_interval_ms;
 
-	/* A NOTIFY that came in with the last round's results waits in libpq,
-	 * not on the socket: poll() would not see it. */
-	if (PQconsumeInput(p->db) == 0)
-		return;
-	while ((nf = PQnotifies(p->db)) != NULL) {
-		PQfreemem(nf);
-		pending = 1;
-	}
-	if (pending)
-		return;
 	while (left > 0 && !worker_stop) {
 		int step = left < 100 ? left : 100;
-		int r = poll(&pfd, 1, step);
 
-		rd_kafka_poll(p->rk, 0);
+		rd_kafka_poll(p->rk, step);
 		if (producer_tick(p) < 0)
 			return;
 		left -= step;
-		if (r > 0)
-			break;
-		if (r < 0 && errno != EINTR)
-			break;
 	}
-	if (PQconsumeInput(p->db) == 0)
-		return;		/* the next query sees the broken connection */
-	while ((nf = PQnotifies(p->db)) != NULL)
-		PQfreemem(nf);
 }
 
 /* Standby until this producer holds the lock: takes over a holder whose
@@ -904,7 +972,14 @@ producer_main(struct cfg *cfg)
 				stand_down(&p, "lost the connection to the source, and "
 				    "with it the producer lock");
 			disconnect(&p);
-			if (connect_source(&p, err, sizeof(err)) < 0) {
+			int crc = connect_source(&p, err, sizeof(err));
+			if (crc == PGR_CONFIG) {
+				log_error("%s; fix the table or cdc.tables in the "
+				    "config, then restart or reload pgrelayd", err);
+				rc = CFG_EXIT_CONFIG;
+				break;
+			}
+			if (crc < 0) {
 				log_error("source database: %s; retrying in %d ms", err,
 				    worker_backoff_ms(attempt));
 				worker_sleep_ms(worker_backoff_ms(attempt++));
@@ -1007,7 +1082,7 @@ main(int argc, char **argv)
 {
 	struct cfg *cfg = worker_start(argc, argv, "producer",
 	    "usage: pgrelay-producer -c CONFIG\n"
-	    "Sends the changes recorded in the source's emp_cdc table to Kafka.", NULL);
+	    "Sends the changes recorded in the source's pgrelay_changes table to Kafka.", NULL);
 	int rc = producer_main(cfg);
 
 	cfg_free(cfg);

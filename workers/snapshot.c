@@ -56,6 +56,8 @@ struct snapshot {
 	PGconn *read;		/* the REPEATABLE READ transaction */
 	rd_kafka_t *rk;
 	struct kfk_acks acks;	/* of the current batch */
+	struct cdc_table *tables;	/* the configured tables, as A has them */
+	int ntables;
 };
 
 static double
@@ -67,40 +69,74 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int64_t
-wall_ms(void)
+/* The query reading table t's rows after the key $1 (text[], NULL: from
+ * the start), $2 at a time, each as its key, its event (op r, whose
+ * version is the row's newest change the snapshot sees, or the newest
+ * TRUNCATE of the table, or 0), why it cannot be carried, its version and
+ * its key as text[] (to resume after it). */
+static char *
+page_query(PGconn *db, const struct cdc_table *t)
 {
-	struct timespec ts;
+	char *out = NULL, *key = cdc_key_sql(db, t, "x"), *bad = cdc_bad_sql(db, t, "x");
+	char *ev = cdc_event_sql(db, t, "x", "'r'", "pgrelay_ver.v", "0::bigint",
+	    "(extract(epoch FROM clock_timestamp()) * 1000)::bigint");
+	char *ck = relmap_sql_change_key(db, t->rel, "x");
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	int ok = f != NULL && key != NULL && bad != NULL && ev != NULL && ck != NULL;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+	if (ok) {
+		fprintf(f, "SELECT %s, %s, %s, pgrelay_ver.v, ARRAY[", key, ev, bad);
+		for (int k = 0; k < t->rel->nkeys; k++) {
+			char *q = PQescapeIdentifier(db, t->rel->cols[t->rel->keys[k]].name,
+			    strlen(t->rel->cols[t->rel->keys[k]].name));
+			ok = ok && q != NULL;
+			fprintf(f, "%s(x.%s)::text", k ? ", " : "", q ? q : "");
+			PQfreemem(q);
+		}
+		fprintf(f, "] FROM %s x CROSS JOIN LATERAL (SELECT coalesce(greatest("
+		    "(SELECT max(c.change_id) FROM pgrelay_changes c WHERE c.rel = %d "
+		    "AND c.key = %s AND c.action <> 't'), "
+		    "(SELECT max(c.change_id) FROM pgrelay_changes c WHERE c.rel = %d "
+		    "AND c.action = 't')), 0) AS v) pgrelay_ver WHERE $1::text[] IS NULL OR (",
+		    t->rel->qname, t->id, ck, t->id);
+		for (int side = 0; side < 2; side++) {
+			if (side)
+				fprintf(f, ") > (");
+			for (int k = 0; k < t->rel->nkeys; k++) {
+				const struct rel_col *c = &t->rel->cols[t->rel->keys[k]];
+				char *q = PQescapeIdentifier(db, c->name, strlen(c->name));
 
-static int
-send_row(struct snapshot *s, PGresult *res, int i, char *err, size_t errlen)
-{
-	struct change c;
-	struct emp_row *r = &c.after;
-	char why[160];
-	const char *bad = NULL;
-
-	memset(&c, 0, sizeof(c));
-	c.op = 'r';
-	c.has_after = 1;
-	c.ts_ms = wall_ms();
-	r->emp_id = (int32_t)strtol(PQgetvalue(res, i, 0), NULL, 10);
-	r->first_name = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
-	r->last_name = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
-	r->has_dob = !PQgetisnull(res, i, 3);
-	r->dob_days = r->has_dob ? (int32_t)strtol(PQgetvalue(res, i, 3), NULL, 10) : 0;
-	r->city = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
-	r->has_salary = !PQgetisnull(res, i, 5);
-	r->salary = r->has_salary ? (int32_t)strtol(PQgetvalue(res, i, 5), NULL, 10) : 0;
-	c.change_id = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-	if (!r->has_dob && !PQgetisnull(res, i, 7))
-		bad = cdc_dob_unrepresentable(PQgetvalue(res, i, 7), why, sizeof(why));
-	return cdc_send(s->rk, s->cfg, &c, PQdb(s->read), bad, &s->acks, err,
-	    errlen);
+				ok = ok && q != NULL;
+				if (side == 0)
+					fprintf(f, "%sx.%s", k ? ", " : "", q ? q : "");
+				else
+					fprintf(f, "%s($1::text[])[%d]::%s", k ? ", " : "", k + 1,
+					    c->cast);
+				PQfreemem(q);
+			}
+		}
+		fprintf(f, ") ORDER BY ");
+		for (int k = 0; k < t->rel->nkeys; k++) {
+			char *q = PQescapeIdentifier(db, t->rel->cols[t->rel->keys[k]].name,
+			    strlen(t->rel->cols[t->rel->keys[k]].name));
+			ok = ok && q != NULL;
+			fprintf(f, "%sx.%s", k ? ", " : "", q ? q : "");
+			PQfreemem(q);
+		}
+		fprintf(f, " LIMIT $2::int");
+	}
+	if (f == NULL || fclose(f) != 0)
+		ok = 0;
+	free(key);
+	free(bad);
+	free(ev);
+	free(ck);
+	if (!ok) {
+		free(out);
+		return NULL;
+	}
+	return out;
 }
 
 /* Marks the snapshot done and points the producer at the cut, atomically. */
@@ -113,6 +149,8 @@ finish(struct snapshot *s, const char *cut, char *err, size_t errlen)
 		return -1;
 	if (db_exec(s->state, "UPDATE pgrelay_snapshot_state SET done = true, "
 	    "finished_at = now() WHERE id = 1", 0, NULL, err, errlen) < 0 ||
+	    db_exec(s->state, "UPDATE pgrelay_tables SET snapshot_done = true",
+	    0, NULL, err, errlen) < 0 ||
 	    db_exec(s->state, "INSERT INTO pgrelay_producer_state (id, snap) "
 	    "VALUES (1, $1::pg_snapshot) ON CONFLICT (id) DO UPDATE "
 	    "SET snap = EXCLUDED.snap, epoch = pgrelay_producer_state.epoch + 1, "
@@ -125,138 +163,192 @@ finish(struct snapshot *s, const char *cut, char *err, size_t errlen)
 	return 0;
 }
 
-/* Runs or resumes the snapshot.  0 when done, -1 with err.  *cutp gets
- * the cut (malloc'd: a snapshot lists every transaction in progress). */
+/* Sends one page of table t (the rows after *lastp) and records the
+ * progress.  The number of rows, or -1 with err. */
+static int
+copy_page(struct snapshot *s, const struct cdc_table *t, const char *sql,
+    char **lastp, char *err, size_t errlen)
+{
+	char limit[16], id[16];
+	const char *params[2] = { *lastp, limit };
+	PGresult *res;
+	int rows;
+
+	snprintf(limit, sizeof(limit), "%d", s->cfg->snapshot_batch_size);
+	res = db_query(s->read, sql, 2, params, err, errlen);
+	if (res == NULL)
+		return -1;
+	rows = PQntuples(res);
+	s->acks = (struct kfk_acks){ 0 };
+	for (int i = 0; i < rows; i++) {
+		if (cdc_send(s->rk, s->cfg, t, 'r', strtoll(PQgetvalue(res, i, 3), NULL, 10),
+		    PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0),
+		    PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1),
+		    PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2), &s->acks,
+		    err, errlen) < 0) {
+			PQclear(res);
+			return -1;
+		}
+	}
+	if (rows > 0) {
+		free(*lastp);
+		if ((*lastp = strdup(PQgetvalue(res, rows - 1, 4))) == NULL) {
+			PQclear(res);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	PQclear(res);
+	if (rows == 0)
+		return 0;
+	if (kfk_acks_wait(s->rk, &s->acks, &worker_stop, err, errlen) < 0)
+		return -1;
+
+	char n[16];
+	snprintf(n, sizeof(n), "%d", rows);
+	snprintf(id, sizeof(id), "%d", t->id);
+	const char *up[3] = { id, *lastp, n };
+	if (db_exec(s->state, "UPDATE pgrelay_snapshot_state SET last_rel = $1::int, "
+	    "last_key = $2::text[], rows_done = rows_done + $3::bigint WHERE id = 1",
+	    3, up, err, errlen) < 0)
+		return -1;
+	return rows;
+}
+
+/* Runs or resumes the snapshot of every table.  0 when done, -1 with err.
+ * *cutp gets the cut (malloc'd: a snapshot lists every transaction in
+ * progress). */
 static int
 copy_snapshot(struct snapshot *s, int force, char **cutp, char *err, size_t errlen)
 {
 	PGresult *res;
-	char *cut = NULL, last[24] = "", limit[16], total[24];
-	const char *lastp = NULL;
+	char *cut = NULL, *last = NULL;
+	int from = 0, last_rel = -1;
 	int64_t done_rows = 0, total_rows = 0, sent_this_run = 0;
 	double t0 = now_s(), last_log = t0;
 
 	if (force && db_exec(s->state, "DELETE FROM pgrelay_snapshot_state",
 	    0, NULL, err, errlen) < 0)
 		return -1;
-	res = db_query(s->state, "SELECT cut::text, last_emp_id, rows_done, "
-	    "rows_total, done FROM pgrelay_snapshot_state WHERE id = 1",
+	res = db_query(s->state, "SELECT cut::text, last_rel, last_key::text, "
+	    "rows_done, rows_total, done FROM pgrelay_snapshot_state WHERE id = 1",
 	    0, NULL, err, errlen);
 	if (res == NULL)
 		return -1;
-	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 4), "t") == 0) {
+	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 5), "t") == 0) {
 		log_info("snapshot already done; nothing to copy (use -f to copy again)");
 		PQclear(res);
 		return 0;
 	}
-	if (db_exec(s->read, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	if (db_exec(s->read, RELMAP_SESSION_SQL, 0, NULL, err, errlen) < 0 ||
+	    db_exec(s->read, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	    0, NULL, err, errlen) < 0) {
 		PQclear(res);
 		return -1;
 	}
 	if (PQntuples(res) == 1) {
 		cut = *cutp = strdup(PQgetvalue(res, 0, 0));
-		if (cut == NULL) {
-			PQclear(res);
+		if (!PQgetisnull(res, 0, 1) && !PQgetisnull(res, 0, 2)) {
+			last_rel = atoi(PQgetvalue(res, 0, 1));
+			last = strdup(PQgetvalue(res, 0, 2));
+		}
+		done_rows = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+		total_rows = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+		PQclear(res);
+		if (cut == NULL || (last_rel >= 0 && last == NULL)) {
 			snprintf(err, errlen, "out of memory");
+			free(last);
 			return -1;
 		}
-		if (!PQgetisnull(res, 0, 1)) {
-			snprintf(last, sizeof(last), "%s", PQgetvalue(res, 0, 1));
-			lastp = last;
+		for (from = 0; last_rel >= 0 && from < s->ntables; from++)
+			if (s->tables[from].id == last_rel)
+				break;
+		if (from == s->ntables) {	/* that table left the config */
+			from = 0;
+			free(last);
+			last = NULL;
 		}
-		done_rows = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-		total_rows = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-		PQclear(res);
-		log_info("resuming the snapshot after emp_id %s (%" PRId64 " of %"
-		    PRId64 " rows done)", lastp ? lastp : "(none)", done_rows, total_rows);
+		log_info("resuming the snapshot at %s.%s after key %s (%" PRId64
+		    " of %" PRId64 " rows done)", s->tables[from].rel->schema,
+		    s->tables[from].rel->table, last ? last : "(none)", done_rows,
+		    total_rows);
 	} else {
 		PQclear(res);
-		res = db_query(s->read, "SELECT pg_current_snapshot()::text, "
-		    "(SELECT count(*) FROM employees)", 0, NULL, err, errlen);
+		res = db_query(s->read, "SELECT pg_current_snapshot()::text", 0, NULL,
+		    err, errlen);
 		if (res == NULL)
 			return -1;
 		cut = *cutp = strdup(PQgetvalue(res, 0, 0));
+		PQclear(res);
 		if (cut == NULL) {
-			PQclear(res);
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		snprintf(total, sizeof(total), "%s", PQgetvalue(res, 0, 1));
-		total_rows = strtoll(total, NULL, 10);
-		PQclear(res);
+		for (int i = 0; i < s->ntables; i++) {
+			char q[600];
+
+			snprintf(q, sizeof(q), "SELECT count(*) FROM %s", s->tables[i].rel->qname);
+			if ((res = db_query(s->read, q, 0, NULL, err, errlen)) == NULL)
+				return -1;
+			total_rows += strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+			PQclear(res);
+		}
+		char total[24];
+		snprintf(total, sizeof(total), "%" PRId64, total_rows);
 		const char *params[2] = { cut, total };
 		if (db_exec(s->state, "INSERT INTO pgrelay_snapshot_state "
 		    "(id, cut, rows_total) VALUES (1, $1::pg_snapshot, $2::bigint)",
 		    2, params, err, errlen) < 0)
 			return -1;
-		log_info("snapshot started: %" PRId64 " rows, cut %s", total_rows, cut);
+		log_info("snapshot started: %d tables, %" PRId64 " rows, cut %s",
+		    s->ntables, total_rows, cut);
 	}
 
-	snprintf(limit, sizeof(limit), "%d", s->cfg->snapshot_batch_size);
-	for (;;) {
-		const char *params[2] = { lastp, limit };
-		int rows;
+	for (int i = from; i < s->ntables; i++) {
+		const struct cdc_table *t = &s->tables[i];
+		char *sql = page_query(s->read, t);
 
-		if (worker_stop) {
-			snprintf(err, errlen, "stopped at emp_id %s; the next run resumes "
-			    "there", lastp ? lastp : "(start)");
+		if (sql == NULL) {
+			snprintf(err, errlen, "out of memory");
+			free(last);
 			return -1;
 		}
-		res = db_query(s->read,
-		    "SELECT e.emp_id, e.first_name, e.last_name, "
-		    "       " CDC_DOB_DAYS_SQL("e.dob") ", e.city, e.salary, "
-		    "       coalesce(greatest((SELECT max(c.change_id) FROM emp_cdc c "
-		    "                           WHERE c.emp_id = e.emp_id), "
-		    "                         (SELECT max(t.change_id) FROM emp_cdc t "
-		    "                           WHERE t.action = 't')), 0), "
-		    "       e.dob::text "
-		    "  FROM employees e "
-		    " WHERE $1::int IS NULL OR e.emp_id > $1::int "
-		    " ORDER BY e.emp_id LIMIT $2::int", 2, params, err, errlen);
-		if (res == NULL)
-			return -1;
-		rows = PQntuples(res);
-		s->acks = (struct kfk_acks){ 0 };
-		for (int i = 0; i < rows; i++) {
-			if (send_row(s, res, i, err, errlen) < 0) {
-				PQclear(res);
+		for (;;) {
+			int rows;
+
+			if (worker_stop) {
+				snprintf(err, errlen, "stopped in %s.%s after key %s; the "
+				    "next run resumes there", t->rel->schema, t->rel->table,
+				    last ? last : "(start)");
+				free(sql);
+				free(last);
 				return -1;
 			}
-		}
-		if (rows > 0) {
-			snprintf(last, sizeof(last), "%s", PQgetvalue(res, rows - 1, 0));
-			lastp = last;
-		}
-		PQclear(res);
-		if (rows == 0)
-			break;
-		if (kfk_acks_wait(s->rk, &s->acks, &worker_stop, err, errlen) < 0)
-			return -1;
+			if ((rows = copy_page(s, t, sql, &last, err, errlen)) < 0) {
+				free(sql);
+				free(last);
+				return -1;
+			}
+			done_rows += rows;
+			sent_this_run += rows;
 
-		char n[16];
-		snprintf(n, sizeof(n), "%d", rows);
-		const char *up[2] = { last, n };
-		if (db_exec(s->state, "UPDATE pgrelay_snapshot_state SET last_emp_id = "
-		    "$1::int, rows_done = rows_done + $2::bigint WHERE id = 1",
-		    2, up, err, errlen) < 0)
-			return -1;
-		done_rows += rows;
-		sent_this_run += rows;
-
-		double t = now_s();
-		char status[160];
-		snprintf(status, sizeof(status), "rows=%" PRId64 " total=%" PRId64,
-		    done_rows, total_rows);
-		worker_notify_alive(status);
-		if (t - last_log >= 5.0) {
-			log_info("snapshot progress: %" PRId64 " of %" PRId64 " rows, "
-			    "%.0f rows/s", done_rows, total_rows,
-			    (double)sent_this_run / (t - t0));
-			last_log = t;
+			double now = now_s();
+			char status[160];
+			snprintf(status, sizeof(status), "rows=%" PRId64 " total=%" PRId64,
+			    done_rows, total_rows);
+			worker_notify_alive(status);
+			if (now - last_log >= 5.0) {
+				log_info("snapshot progress: %" PRId64 " of %" PRId64 " rows, "
+				    "%.0f rows/s", done_rows, total_rows,
+				    (double)sent_this_run / (now - t0));
+				last_log = now;
+			}
+			if (rows < s->cfg->snapshot_batch_size)
+				break;
 		}
-		if (rows < s->cfg->snapshot_batch_size)
-			break;
+		free(sql);
+		free(last);
+		last = NULL;
 	}
 	if (db_exec(s->read, "COMMIT", 0, NULL, err, errlen) < 0)
 		return -1;
@@ -269,13 +361,25 @@ copy_snapshot(struct snapshot *s, int force, char **cutp, char *err, size_t errl
 	return 0;
 }
 
+/* Describes the tables and makes sure they are captured (before the cut
+ * is taken: every change after it is captured), then copies them.  0,
+ * PGR_RETRY or PGR_CONFIG with err. */
 static int
 run_snapshot(struct snapshot *s, int force, char *err, size_t errlen)
 {
 	char *cut = NULL;
-	int rc = copy_snapshot(s, force, &cut, err, errlen);
+	int rc;
 
+	if (db_exec(s->state, RELMAP_SESSION_SQL, 0, NULL, err, errlen) < 0)
+		return PGR_RETRY;
+	rc = cdc_tables_open(s->state, s->cfg, &s->tables, &s->ntables, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = copy_snapshot(s, force, &cut, err, errlen) < 0 ? PGR_RETRY : 0;
 	free(cut);
+	cdc_tables_free(s->tables, s->ntables);
+	s->tables = NULL;
+	s->ntables = 0;
 	return rc;
 }
 
@@ -320,8 +424,15 @@ snapshot_main(struct cfg *cfg, int force)
 		}
 		if (res != NULL) {
 			PQclear(res);
-			if (run_snapshot(&s, force, err, sizeof(err)) == 0) {
+			int r = run_snapshot(&s, force, err, sizeof(err));
+			if (r == 0) {
 				rc = 0;
+				break;
+			}
+			if (r == PGR_CONFIG) {
+				log_error("%s; fix the table or cdc.tables in the config, "
+				    "then restart pgrelayd", err);
+				rc = CFG_EXIT_CONFIG;
 				break;
 			}
 			force = 0;	/* the state was reset once; resume from now on */
@@ -341,7 +452,7 @@ snapshot_main(struct cfg *cfg, int force)
 	rd_kafka_flush(s.rk, 10000);
 	rd_kafka_destroy(s.rk);
 	/* Asked to stop: exit 0 only if done, so a supervisor runs it again. */
-	return rc == 0 ? 0 : worker_stop ? 75 : 1;
+	return rc == 0 ? 0 : rc == CFG_EXIT_CONFIG ? rc : worker_stop ? 75 : 1;
 }
 
 int
@@ -350,7 +461,7 @@ main(int argc, char **argv)
 	int force = 0;
 	struct cfg *cfg = worker_start(argc, argv, "snapshot",
 	    "usage: pgrelay-snapshot -c CONFIG [-f]\n"
-	    "Copies the rows of the source's employees table to Kafka once, then\n"
+	    "Copies the rows of the source's configured tables to Kafka once, then\n"
 	    "lets the producer stream from that cut.  -f copies again.", &force);
 	int rc = snapshot_main(cfg, force);
 

@@ -65,7 +65,7 @@ qa -c "BEGIN;
 wait_until 30 same_rows
 compare_ab "after a mixed transaction" =650
 
-is "$(qa -c "SELECT count(*) FROM emp_cdc WHERE action = 'u'")" $((1 + 2 * 99)) \
+is "$(qa -c "SELECT count(*) FROM pgrelay_changes WHERE action = 'u'")" $((1 + 2 * 99)) \
     "the trigger recorded every update (Ada once, 99 rows twice)"
 
 stop_worker c1 TERM

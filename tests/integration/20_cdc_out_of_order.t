@@ -42,8 +42,8 @@ echo "COMMIT;" >&3
 exec 3>&-
 wait "$s1"
 ok $? "the slow transaction commits"
-low=$(qa -c "SELECT change_id FROM emp_cdc WHERE emp_id = 1")
-high=$(qa -c "SELECT change_id FROM emp_cdc WHERE emp_id = 2")
+low=$(qa -c "SELECT change_id FROM pgrelay_changes WHERE key = '1'")
+high=$(qa -c "SELECT change_id FROM pgrelay_changes WHERE key = '2'")
 ok "$([ "$low" -lt "$high" ]; echo $?)" \
     "the transaction that committed last wrote the lower change_id ($low < $high)"
 wait_until 20 'test "$(qb -c "SELECT count(*) FROM employees WHERE emp_id = 1")" = 1'

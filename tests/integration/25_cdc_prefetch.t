@@ -38,7 +38,7 @@ for round in $(seq 1 $rounds); do
 	       SELECT 'r$round-' || i, repeat('l', 95), DATE '2008-01-01',
 	              repeat('c', 95), 20000 + i
 	         FROM generate_series(1, 1600) i"
-	wait_until 30 'test "$(qa -c "SELECT changes FROM pgrelay_producer_state")" = "$(qa -c "SELECT count(*) FROM emp_cdc")"'
+	wait_until 30 'test "$(qa -c "SELECT changes FROM pgrelay_producer_state")" = "$(qa -c "SELECT count(*) FROM pgrelay_changes")"'
 	start_worker c1 consumer -c "$CONF"
 	# the moment B holds the backlog (checked every 2 ms, the stall
 	# would start when the first fetch stopped the fetcher), a new row

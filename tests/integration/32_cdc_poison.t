@@ -12,7 +12,7 @@
 CONF=$(write_config)
 reset_pipeline >/dev/null
 # A's city widened to 300 (B keeps 100): put back at the end
-widen() { qa -c "ALTER TABLE employees ALTER city TYPE varchar($1)" -c "ALTER TABLE emp_cdc ALTER city TYPE varchar($1)"; }
+widen() { qa -c "ALTER TABLE employees ALTER city TYPE varchar($1)"; }
 restore() { reset_pipeline >/dev/null; widen 100; }
 trap 'restore; cleanup' EXIT
 

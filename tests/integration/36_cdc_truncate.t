@@ -34,7 +34,7 @@ wait_until 60 same_rows
 compare_ab "after the snapshot" =3000
 
 # The newest TRUNCATE A captured and B's truncate horizon (0 if none).
-last_truncate() { qa -c "SELECT coalesce(max(change_id), 0) FROM emp_cdc WHERE action = 't'"; }
+last_truncate() { qa -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_changes WHERE action = 't'"; }
 b_horizon() { qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon"; }
 
 # no_extra_on_b WHAT: one TAP line: every emp_id on B is on A.
@@ -57,7 +57,7 @@ no_extra_on_b() {
 # after null and its change_id in source.
 on_every_partition() {
 	local want got
-	want=$(qa -c "SELECT change_id || ' ' || p FROM emp_cdc, generate_series(0, $T_PARTITIONS - 1) p
+	want=$(qa -c "SELECT change_id || ' ' || p FROM pgrelay_changes, generate_series(0, $T_PARTITIONS - 1) p
 	               WHERE action = 't' ORDER BY 1")
 	got=$(kcat -b "$PGRELAY_KAFKA_BROKERS" -C -t "$T_TOPIC" -o beginning -e -q \
 	    -f '%p %s\n' 2>/dev/null |
@@ -86,7 +86,7 @@ qa -c "TRUNCATE employees"
 ok $? "a second TRUNCATE under the same load"
 wait "$l1" "$l2"
 load_errors "$LOAD_DEADLOCKS"
-is "$(qa -c "SELECT count(*) FROM emp_cdc WHERE action = 't'")" 2 \
+is "$(qa -c "SELECT count(*) FROM pgrelay_changes WHERE action = 't'")" 2 \
     "A captured each TRUNCATE as one change of action 't'"
 is "$(qa -c "SELECT count(*) FROM employees WHERE emp_id <= $before2")" 0 \
     "A holds no row from before the second TRUNCATE (emp_id <= $before2; the first cut at $before)"

@@ -74,7 +74,7 @@ qb() { psql "$PGRELAY_TARGET_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 write_config() {
 	local f=${1:-$T_DIR/pgrelay.conf}
 	cat > "$f" <<CONF
-log = { level = "info"; };
+log = { level = "${T_LOG_LEVEL:-info}"; };
 kafka = {
   brokers = "${T_BROKERS:-$PGRELAY_KAFKA_BROKERS}";
   cdc_topic = "$T_TOPIC";
@@ -87,7 +87,7 @@ $T_KAFKA_PROPERTIES
 };
 source = { dsn = "${T_SOURCE_DSN:-set by PGRELAY_SOURCE_DSN}"; };
 target = { dsn = "${T_TARGET_DSN:-set by PGRELAY_TARGET_DSN}"; };
-producer = { poll_interval_ms = 100; batch_size = ${T_PRODUCER_BATCH:-5000}; retention_s = 3600; };
+producer = { poll_interval_ms = 10; batch_size = ${T_PRODUCER_BATCH:-5000}; retention_s = 3600; };
 snapshot = { batch_size = ${T_SNAPSHOT_BATCH:-10000}; };
 consumer = { batch_size = ${T_CONSUMER_BATCH:-500}; batch_timeout_ms = 20; count = ${T_CONSUMERS:-1}; min = ${T_CONSUMERS_MIN:-0}; max = ${T_PARTITIONS:-4}; };
 supervisor = {
@@ -115,11 +115,11 @@ CONF
 }
 
 # Empties A's and B's pipeline tables.  A's TRUNCATE of employees is
-# recorded in emp_cdc (action 't'): emp_cdc is emptied after it, in the
+# recorded in pgrelay_changes (action 't'): it is emptied after it, in the
 # same transaction, so no one sees that record.
 reset_pipeline() {
 	qa -c "TRUNCATE employees RESTART IDENTITY;
-	       TRUNCATE emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
+	       TRUNCATE pgrelay_changes, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
 	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon RESTART IDENTITY"
 }
 
@@ -285,8 +285,8 @@ load_errors() {
 LOAD_DEADLOCKS='ERROR:  (deadlock detected|current transaction is aborted)'
 
 # The newest change_id on A (0 if none): changes_since takes it as a start.
-last_change() { qa -c "SELECT coalesce(max(change_id), 0) FROM emp_cdc"; }
-changes_since() { qa -c "SELECT count(*) FROM emp_cdc WHERE change_id > $1"; }
+last_change() { qa -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_changes"; }
+changes_since() { qa -c "SELECT count(*) FROM pgrelay_changes WHERE change_id > $1"; }
 
 # versions_match WHAT: one TAP line.  B's version of every row
 # (pgrelay_row_version: change_id and deleted) equals A's newest change of
@@ -297,12 +297,12 @@ changes_since() { qa -c "SELECT count(*) FROM emp_cdc WHERE change_id > $1"; }
 # TRUNCATE, and B must keep no version below it.
 versions_match() {
 	local last horizon below
-	last=$(qa -c "SELECT coalesce(max(change_id), 0) FROM emp_cdc WHERE action = 't'")
+	last=$(qa -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_changes WHERE action = 't'")
 	horizon=$(qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon")
 	below=$(qb -c "SELECT count(*) FROM pgrelay_row_version WHERE change_id < $horizon")
-	qa -c "SELECT DISTINCT ON (emp_id) emp_id, change_id, action = 'd'
-	         FROM emp_cdc WHERE action <> 't' AND change_id > $last
-	        ORDER BY emp_id, change_id DESC" > "$T_DIR/a.versions"
+	qa -c "SELECT DISTINCT ON (key::int) key::int, change_id, action = 'd'
+	         FROM pgrelay_changes WHERE action <> 't' AND change_id > $last
+	        ORDER BY key::int, change_id DESC" > "$T_DIR/a.versions"
 	qb -c "SELECT emp_id, change_id, deleted FROM pgrelay_row_version
 	        WHERE change_id > $horizon ORDER BY emp_id" > "$T_DIR/b.versions"
 	if [ "$horizon" != "$last" ] || [ "$below" -ne 0 ]; then
@@ -327,7 +327,7 @@ versions_match() {
 # transaction is not on it.
 topic_complete() {
 	local what=$1 mode=$2 min=$3 n missing extra twice
-	qa -c "SELECT change_id FROM emp_cdc WHERE NOT pg_visible_in_snapshot(txid,
+	qa -c "SELECT change_id FROM pgrelay_changes WHERE NOT pg_visible_in_snapshot(txid,
 	         (SELECT cut FROM pgrelay_snapshot_state))" | sort > "$T_DIR/want.ids"
 	# a TRUNCATE (op "t") is on every partition: counted on partition 0;
 	# read as consumers read it (aborted transactions left out)

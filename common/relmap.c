@@ -478,10 +478,10 @@ to_event(struct sbuf *b, enum pgt_class cls, enum pgt_class elem, const char *x)
 		break;
 	case PGT_ARRAY:
 		sb_add(b, "CASE WHEN array_ndims(%s) > 1 OR array_lower(%s, 1) <> 1 "
-		    "THEN NULL WHEN %s IS NOT NULL THEN coalesce((SELECT json_agg(",
-		    x, x, x);
+		    "THEN NULL WHEN %s IS NOT NULL THEN coalesce((SELECT "
+		    "array_to_json(array_agg(", x, x, x);
 		to_event(b, elem, PGT_NONE, "pgrelay_u.e");
-		sb_add(b, " ORDER BY pgrelay_u.i) FROM unnest(%s) WITH ORDINALITY "
+		sb_add(b, " ORDER BY pgrelay_u.i)) FROM unnest(%s) WITH ORDINALITY "
 		    "AS pgrelay_u(e, i)), '[]'::json) END", x);
 		break;
 	default:		/* INT, FLOAT, BOOL, TEXT: as to_json writes them */

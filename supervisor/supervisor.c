@@ -161,6 +161,9 @@ struct sup {
 	double last_extend;
 	uint64_t watchdog_usec;
 	int pending_reload, pending_usr1, pending_usr2, pending_stop;
+	int snapshot_done_once;	/* the first snapshot finished: the producer runs */
+	int resnapshot;		/* run the snapshot again: a reload may have
+				 * added tables, which it copies alone */
 	pid_t self;
 };
 
@@ -509,8 +512,9 @@ reconcile(struct sup *s)
 		int want = pl->stopped ? 0 : pl->want;
 
 		if (p == POOL_PRODUCER) {
-			/* The producer starts once the snapshot is done. */
-			for (int i = 0; i < MAX_SLOTS; i++)
+			/* The producer starts once the first snapshot is done
+			 * (a later run copies added tables while it streams). */
+			for (int i = 0; i < MAX_SLOTS && !s->snapshot_done_once; i++)
 				if (s->slots[i].pool == POOL_SNAPSHOT &&
 				    s->slots[i].state != SLOT_FREE &&
 				    s->slots[i].state != SLOT_DONE)
@@ -518,10 +522,17 @@ reconcile(struct sup *s)
 		}
 		if (p == POOL_SNAPSHOT) {
 			int done = 0;
-			for (int i = 0; i < MAX_SLOTS; i++)
-				if (s->slots[i].pool == POOL_SNAPSHOT &&
-				    s->slots[i].state == SLOT_DONE)
+			for (int i = 0; i < MAX_SLOTS; i++) {
+				struct slot *sl = &s->slots[i];
+
+				if (sl->pool != POOL_SNAPSHOT || sl->state != SLOT_DONE)
+					continue;
+				if (s->resnapshot)
+					sl->state = SLOT_FREE;	/* run it again */
+				else
 					done = 1;
+			}
+			s->resnapshot = 0;
 			if (done)
 				continue;
 		}
@@ -597,7 +608,9 @@ handle_exit(struct sup *s, struct slot *sl, int status)
 		log_info("%s %d %s", name, sl->index, how);
 		if (sl->pool == POOL_SNAPSHOT && !sl->exiting) {
 			sl->state = SLOT_DONE;
-			log_info("snapshot done; starting the producer");
+			if (!s->snapshot_done_once)
+				log_info("snapshot done; starting the producer");
+			s->snapshot_done_once = 1;
 			return;
 		}
 		if (sl->exiting || s->shutting_down) {
@@ -761,6 +774,8 @@ process_reload(struct sup *s)
 	}
 	set_pool_sizes(s, ncfg);
 	log_info("reloaded %s; restarting the workers gracefully", s->conf_path);
+	/* the snapshot copies any table the new config adds */
+	s->resnapshot = s->snapshot_done_once;
 	cfg_free(s->cfg);
 	s->cfg = ncfg;
 	for (int p = 0; p < NPOOLS; p++)

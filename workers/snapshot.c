@@ -167,7 +167,7 @@ finish(struct snapshot *s, const char *cut, char *err, size_t errlen)
  * progress.  The number of rows, or -1 with err. */
 static int
 copy_page(struct snapshot *s, const struct cdc_table *t, const char *sql,
-    char **lastp, char *err, size_t errlen)
+    char **lastp, int record, char *err, size_t errlen)
 {
 	char limit[16], id[16];
 	const char *params[2] = { *lastp, limit };
@@ -203,6 +203,8 @@ copy_page(struct snapshot *s, const struct cdc_table *t, const char *sql,
 		return 0;
 	if (kfk_acks_wait(s->rk, &s->acks, &worker_stop, err, errlen) < 0)
 		return -1;
+	if (!record)
+		return rows;
 
 	char n[16];
 	snprintf(n, sizeof(n), "%d", rows);
@@ -213,6 +215,74 @@ copy_page(struct snapshot *s, const struct cdc_table *t, const char *sql,
 	    3, up, err, errlen) < 0)
 		return -1;
 	return rows;
+}
+
+/* The tables added to the config after the first snapshot (their
+ * pgrelay_tables.snapshot_done is false): each is copied alone, from a
+ * snapshot of its own, while the producer streams the others and its own
+ * changes.  No position moves: the capture was installed before this
+ * snapshot began (cdc_tables_open), so every change of a row that the
+ * snapshot does not see has a change_id above the version the row is
+ * sent with, and B applies a row and its changes in either order.  A run
+ * stopped half-way copies the table again from the start.  0, or -1 with
+ * err. */
+static int
+copy_added(struct snapshot *s, char *err, size_t errlen)
+{
+	int copied = 0;
+
+	for (int i = 0; i < s->ntables; i++) {
+		const struct cdc_table *t = &s->tables[i];
+		char id[16], *sql, *last = NULL;
+		const char *params[1] = { id };
+		PGresult *res;
+		int64_t rows = 0;
+		int done, n;
+
+		snprintf(id, sizeof(id), "%d", t->id);
+		res = db_query(s->state, "SELECT snapshot_done FROM pgrelay_tables "
+		    "WHERE id = $1::int", 1, params, err, errlen);
+		if (res == NULL)
+			return -1;
+		done = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		PQclear(res);
+		if (done)
+			continue;
+		log_info("copying %s.%s, added to the config after the first snapshot, "
+		    "while the other tables stream", t->rel->schema, t->rel->table);
+		if (db_exec(s->read, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+		    0, NULL, err, errlen) < 0)
+			return -1;
+		if ((sql = page_query(s->read, t)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		do {
+			if (worker_stop) {
+				snprintf(err, errlen, "stopped while copying %s.%s; the next "
+				    "run copies it again", t->rel->schema, t->rel->table);
+				n = -1;
+				break;
+			}
+			if ((n = copy_page(s, t, sql, &last, 0, err, errlen)) > 0)
+				rows += n;
+			worker_notify_alive(NULL);
+		} while (n == s->cfg->snapshot_batch_size);
+		free(sql);
+		free(last);
+		if (n < 0)
+			return -1;
+		if (db_exec(s->read, "COMMIT", 0, NULL, err, errlen) < 0 ||
+		    db_exec(s->state, "UPDATE pgrelay_tables SET snapshot_done = true "
+		    "WHERE id = $1::int", 1, params, err, errlen) < 0)
+			return -1;
+		log_info("copied %s.%s: %" PRId64 " rows", t->rel->schema,
+		    t->rel->table, rows);
+		copied++;
+	}
+	if (copied == 0)
+		log_info("snapshot already done; nothing to copy (use -f to copy again)");
+	return 0;
 }
 
 /* Runs or resumes the snapshot of every table.  0 when done, -1 with err.
@@ -236,9 +306,8 @@ copy_snapshot(struct snapshot *s, int force, char **cutp, char *err, size_t errl
 	if (res == NULL)
 		return -1;
 	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 5), "t") == 0) {
-		log_info("snapshot already done; nothing to copy (use -f to copy again)");
 		PQclear(res);
-		return 0;
+		return copy_added(s, err, errlen);
 	}
 	if (db_exec(s->read, RELMAP_SESSION_SQL, 0, NULL, err, errlen) < 0 ||
 	    db_exec(s->read, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -324,7 +393,7 @@ copy_snapshot(struct snapshot *s, int force, char **cutp, char *err, size_t errl
 				free(last);
 				return -1;
 			}
-			if ((rows = copy_page(s, t, sql, &last, err, errlen)) < 0) {
+			if ((rows = copy_page(s, t, sql, &last, 1, err, errlen)) < 0) {
 				free(sql);
 				free(last);
 				return -1;

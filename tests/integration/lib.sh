@@ -70,7 +70,8 @@ qb() { psql "$PGRELAY_TARGET_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 # write_config [FILE]: this test's config (default $T_DIR/pgrelay.conf).
 # T_BROKERS, T_SOURCE_DSN and T_TARGET_DSN put the brokers and DSNs in the
 # file (by default the environment's apply); T_KAFKA_PROPERTIES is the body
-# of kafka.properties, one ("name", "value") pair per line.
+# of kafka.properties, one ("name", "value") pair per line; T_TABLES the
+# body of cdc.tables (by default none: the employees table on $T_TOPIC).
 write_config() {
 	local f=${1:-$T_DIR/pgrelay.conf}
 	cat > "$f" <<CONF
@@ -85,7 +86,10 @@ kafka = {
 $T_KAFKA_PROPERTIES
   );}
 };
-source = { dsn = "${T_SOURCE_DSN:-set by PGRELAY_SOURCE_DSN}"; };
+source = { dsn = "${T_SOURCE_DSN:-set by PGRELAY_SOURCE_DSN}"; };${T_TABLES:+
+cdc = { tables = (
+$T_TABLES
+); \};}
 target = { dsn = "${T_TARGET_DSN:-set by PGRELAY_TARGET_DSN}"; };
 producer = { poll_interval_ms = 10; batch_size = ${T_PRODUCER_BATCH:-5000}; retention_s = 3600; };
 snapshot = { batch_size = ${T_SNAPSHOT_BATCH:-10000}; };

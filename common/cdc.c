@@ -57,7 +57,8 @@ ident(PGconn *db, const char *s)
 }
 
 char *
-cdc_capture_sql(PGconn *db, const struct rel *r, int id, const char *changes_schema)
+cdc_capture_sql(PGconn *db, const struct rel *r, const char *id,
+    const char *changes_schema)
 {
 	char *ck_new = relmap_sql_change_key(db, r, "NEW");
 	char *ck_old = relmap_sql_change_key(db, r, "OLD");
@@ -88,33 +89,33 @@ cdc_capture_sql(PGconn *db, const struct rel *r, int id, const char *changes_sch
 	}
 
 	const char *fmt =
-	    "CREATE OR REPLACE FUNCTION %s.pgrelay_capture_%d() RETURNS trigger\n"
+	    "CREATE OR REPLACE FUNCTION %s.pgrelay_capture_%s() RETURNS trigger\n"
 	    "LANGUAGE plpgsql AS $pgrelay$\n"
 	    "BEGIN\n"
 	    "    IF TG_OP = 'INSERT' THEN\n"
 	    "        INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
-	    "        VALUES (%d, 'c', %s, to_json(NEW));\n"
+	    "        VALUES (%s, 'c', %s, to_json(NEW));\n"
 	    "    ELSIF TG_OP = 'UPDATE' THEN\n"
 	    "        IF %s THEN\n"
 	    "            INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
-	    "            VALUES (%d, 'd', %s, to_json(OLD)), (%d, 'c', %s, to_json(NEW));\n"
+	    "            VALUES (%s, 'd', %s, to_json(OLD)), (%s, 'c', %s, to_json(NEW));\n"
 	    "        ELSE\n"
 	    "            INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
-	    "            VALUES (%d, 'u', %s, to_json(NEW));\n"
+	    "            VALUES (%s, 'u', %s, to_json(NEW));\n"
 	    "        END IF;\n"
 	    "    ELSE\n"
 	    "        INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
-	    "        VALUES (%d, 'd', %s, to_json(OLD));\n"
+	    "        VALUES (%s, 'd', %s, to_json(OLD));\n"
 	    "    END IF;\n"
 	    "    RETURN NULL;\n"
 	    "END\n"
 	    "$pgrelay$;\n"
 	    "CREATE OR REPLACE TRIGGER pgrelay_capture\n"
 	    "    AFTER INSERT OR UPDATE OR DELETE ON %s\n"
-	    "    FOR EACH ROW EXECUTE FUNCTION %s.pgrelay_capture_%d();\n"
+	    "    FOR EACH ROW EXECUTE FUNCTION %s.pgrelay_capture_%s();\n"
 	    "CREATE OR REPLACE TRIGGER pgrelay_capture_truncate\n"
 	    "    AFTER TRUNCATE ON %s\n"
-	    "    FOR EACH STATEMENT EXECUTE FUNCTION %s.pgrelay_capture_truncate(%d);\n";
+	    "    FOR EACH STATEMENT EXECUTE FUNCTION %s.pgrelay_capture_truncate(%s);\n";
 	int n = snprintf(NULL, 0, fmt, sch, id, sch, id, ck_new, cond, sch, id,
 	    ck_old, id, ck_new, sch, id, ck_new, sch, id, ck_old, r->qname, sch, id,
 	    r->qname, sch, id);
@@ -152,7 +153,7 @@ ensure_capture(PGconn *db, struct cdc_table *t, char *err, size_t errlen)
 	snprintf(sch, sizeof(sch), "%s", PQgetvalue(res, 0, 2));
 	if (!PQgetisnull(res, 0, 0)) {
 		t->id = atoi(PQgetvalue(res, 0, 0));
-		sql = cdc_capture_sql(db, t->rel, t->id, sch);
+		sql = cdc_capture_sql(db, t->rel, PQgetvalue(res, 0, 0), sch);
 		if (sql == NULL) {
 			PQclear(res);
 			snprintf(err, errlen, "out of memory");
@@ -187,8 +188,9 @@ ensure_capture(PGconn *db, struct cdc_table *t, char *err, size_t errlen)
 	if (res == NULL)
 		goto fail;
 	t->id = atoi(PQgetvalue(res, 0, 0));
+	sql = cdc_capture_sql(db, t->rel, PQgetvalue(res, 0, 0), sch);
 	PQclear(res);
-	if ((sql = cdc_capture_sql(db, t->rel, t->id, sch)) == NULL) {
+	if (sql == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -228,6 +230,34 @@ fail:
 	return rc;
 }
 
+/* Says which captured tables the config no longer lists: their writers
+ * still pay for a capture no one reads. */
+static void
+warn_unconfigured(PGconn *db, const struct cdc_table *t, int n)
+{
+	char err[512];
+	PGresult *res = db_query(db, "SELECT relid::text, id FROM pgrelay_tables "
+	    "ORDER BY id", 0, NULL, err, sizeof(err));
+
+	if (res == NULL) {
+		log_warn("listing the captured tables: %s", err);
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		int id = atoi(PQgetvalue(res, i, 1)), listed = 0;
+
+		for (int j = 0; j < n; j++)
+			listed |= t[j].id == id;
+		if (!listed)
+			log_warn("table %s is captured on the source (rel %d) but not in "
+			    "cdc.tables: its changes are no longer sent and its writers "
+			    "still pay for the capture; an administrator drops it with "
+			    "the SQL `pgrelayctl -c CONFIG capture-sql` prints",
+			    PQgetvalue(res, i, 0), id);
+	}
+	PQclear(res);
+}
+
 int
 cdc_tables_open(PGconn *db, const struct cfg *cfg, struct cdc_table **out,
     int *n, char *err, size_t errlen)
@@ -264,6 +294,7 @@ cdc_tables_open(PGconn *db, const struct cfg *cfg, struct cdc_table **out,
 	}
 	*out = t;
 	*n = cfg->ntables;
+	warn_unconfigured(db, t, cfg->ntables);
 	return 0;
 }
 
@@ -400,5 +431,161 @@ cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct cdc_table *t,
 	    (void *)val, vlen, RD_KAFKA_MSG_F_COPY, NULL, err, errlen) < 0)
 		return -1;
 	acks->sent++;
+	return 0;
+}
+
+/* The id placeholder of cdc_capture_script's templates. */
+#define ID_MARK "@PGRELAY_ID@"
+
+char *
+cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
+{
+	char *out = NULL, sch[128], oids[4096] = "{";
+	size_t len = 0, ol = 1;
+	FILE *f = open_memstream(&out, &len);
+	PGresult *res;
+	int ok = f != NULL;
+
+	if (!ok) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	res = db_query(db, "SELECT n.nspname FROM pg_class c JOIN pg_namespace n "
+	    "ON n.oid = c.relnamespace WHERE c.oid = 'pgrelay_changes'::regclass",
+	    0, NULL, err, errlen);
+	if (res == NULL) {
+		fclose(f);
+		free(out);
+		return NULL;
+	}
+	snprintf(sch, sizeof(sch), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	char *qsch = ident(db, sch);
+	if (qsch == NULL) {
+		fclose(f);
+		free(out);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	fprintf(f, "-- pgrelay: the capture of the tables of %s, for the source "
+	    "database\n-- (psql -v ON_ERROR_STOP=1 -f FILE), run by a user that "
+	    "may change them.\n", cfg->path);
+	for (int i = 0; i < cfg->ntables && ok; i++) {
+		enum pgr_err cls;
+		struct rel *r = relmap_load(db, cfg->tables[i].source,
+		    cfg->tables[i].include, cfg->tables[i].exclude, &cls, err, errlen);
+		char *tmpl, *name;
+
+		if (r == NULL) {
+			ok = 0;
+			break;
+		}
+		res = db_query(db, "SELECT $1::regclass::oid", 1,
+		    (const char *[]){ r->qname }, err, errlen);
+		if (res == NULL) {
+			relmap_free(r);
+			ok = 0;
+			break;
+		}
+		ol += (size_t)snprintf(oids + ol, ol < sizeof(oids) ? sizeof(oids) - ol : 0,
+		    "%s%s", i ? "," : "", PQgetvalue(res, 0, 0));
+		PQclear(res);
+		tmpl = cdc_capture_sql(db, r, ID_MARK, sch);
+		name = PQescapeLiteral(db, r->qname, strlen(r->qname));
+		if (tmpl == NULL || name == NULL || strstr(tmpl, "$pgrelay_tmpl$")) {
+			snprintf(err, errlen, "out of memory");
+			ok = 0;
+		} else {
+			/* the id is the table's in pgrelay_tables; md5 of the SQL
+			 * as run, as pgrelay computes it, so it does not run it again */
+			fprintf(f, "\n-- %s.%s, key (", r->schema, r->table);
+			for (int k = 0; k < r->nkeys; k++)
+				fprintf(f, "%s%s", k ? ", " : "", r->cols[r->keys[k]].name);
+			fprintf(f, ")\nDO $pgrelay_do$\nDECLARE\n    rel_id integer;\n"
+			    "    tmpl text := $pgrelay_tmpl$%s$pgrelay_tmpl$;\nBEGIN\n"
+			    "    INSERT INTO %s.pgrelay_tables (relid) VALUES (%s::regclass)\n"
+			    "    ON CONFLICT (relid) DO UPDATE SET relid = EXCLUDED.relid\n"
+			    "    RETURNING id INTO rel_id;\n"
+			    "    EXECUTE replace(tmpl, '" ID_MARK "', rel_id::text);\n"
+			    "    UPDATE %s.pgrelay_tables\n"
+			    "       SET capture_md5 = md5(replace(tmpl, '" ID_MARK "', rel_id::text)),\n"
+			    "           installed_at = now()\n"
+			    "     WHERE id = rel_id;\nEND\n$pgrelay_do$;\n",
+			    tmpl, qsch, name, qsch);
+		}
+		free(tmpl);
+		PQfreemem(name);
+		relmap_free(r);
+	}
+	if (ok && ol + 2 > sizeof(oids)) {
+		snprintf(err, errlen, "too many tables");
+		ok = 0;
+	}
+	if (ok) {
+		/* captured tables the config no longer lists */
+		const char *params[1] = { oids };
+
+		oids[ol] = '}';
+		oids[ol + 1] = '\0';
+
+		res = db_query(db, "SELECT t.id, t.relid::text, c.oid IS NOT NULL "
+		    "FROM pgrelay_tables t LEFT JOIN pg_class c ON c.oid = t.relid "
+		    "WHERE t.relid::oid <> ALL ($1::oid[]) ORDER BY t.id", 1, params,
+		    err, errlen);
+		ok = res != NULL;
+		for (int i = 0; ok && i < PQntuples(res); i++) {
+			fprintf(f, "\n-- %s: captured, no longer in cdc.tables\n",
+			    PQgetvalue(res, i, 1));
+			if (strcmp(PQgetvalue(res, i, 2), "t") == 0)
+				fprintf(f, "DROP TRIGGER IF EXISTS pgrelay_capture ON %s;\n"
+				    "DROP TRIGGER IF EXISTS pgrelay_capture_truncate ON %s;\n",
+				    PQgetvalue(res, i, 1), PQgetvalue(res, i, 1));
+			fprintf(f, "DROP FUNCTION IF EXISTS %s.pgrelay_capture_%s();\n"
+			    "DELETE FROM %s.pgrelay_tables WHERE id = %s;\n", qsch,
+			    PQgetvalue(res, i, 0), qsch, PQgetvalue(res, i, 0));
+		}
+		PQclear(res);
+	}
+	free(qsch);
+	if (fclose(f) != 0 && ok) {
+		snprintf(err, errlen, "out of memory");
+		ok = 0;
+	}
+	if (!ok) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+int
+cdc_tables_check(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
+{
+	for (int i = 0; i < cfg->ntables; i++) {
+		const struct cfg_table *ct = &cfg->tables[i];
+		enum pgr_err cls;
+		char why[768];
+		struct rel *r = relmap_load(db, ct->source, ct->include, ct->exclude,
+		    &cls, why, sizeof(why));
+
+		if (r == NULL) {
+			if (cls == PGR_CONFIG && ct->line > 0)
+				snprintf(err, errlen, "%s:%d: cdc.tables: source: %s",
+				    cfg->path, ct->line, why);
+			else
+				snprintf(err, errlen, "%s", why);
+			return cls == PGR_CONFIG ? PGR_CONFIG : PGR_RETRY;
+		}
+		for (int j = 0; j < ct->nrules; j++) {
+			if (relmap_col(r, ct->rules[j].column) == NULL) {
+				snprintf(err, errlen, "%s:%d: cdc.tables: rules: table %s.%s "
+				    "has no column \"%s\"", cfg->path, ct->rules[j].line,
+				    r->schema, r->table, ct->rules[j].column);
+				relmap_free(r);
+				return PGR_CONFIG;
+			}
+		}
+		relmap_free(r);
+	}
 	return 0;
 }

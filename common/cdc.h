@@ -64,11 +64,24 @@ int cdc_tables_open(PGconn *db, const struct cfg *cfg, struct cdc_table **out,
 
 void cdc_tables_free(struct cdc_table *t, int n);
 
+/* Checks every table of cfg against A's catalog, installing nothing: it
+ * exists, has a key, has no column of a type pgrelay cannot carry, and
+ * its rules name its columns.  0, PGR_CONFIG with err ("FILE:LINE: ..."),
+ * or PGR_RETRY (A failed). */
+int cdc_tables_check(PGconn *db, const struct cfg *cfg, char *err, size_t errlen);
+
 /* The SQL that installs table r's capture as rel id (its row trigger
- * function and its two triggers), pgrelay_changes being in schema
- * changes_schema.  malloc'd, or NULL when out of memory. */
-char *cdc_capture_sql(PGconn *db, const struct rel *r, int id,
+ * function and its two triggers; id is the rel's number as text, or a
+ * placeholder), pgrelay_changes being in schema changes_schema.
+ * malloc'd, or NULL when out of memory. */
+char *cdc_capture_sql(PGconn *db, const struct rel *r, const char *id,
     const char *changes_schema);
+
+/* The script an administrator runs on A (psql) to install the capture of
+ * every table of cfg, and to drop the capture of tables pgrelay_tables
+ * holds that cfg no longer lists; pgrelay's own user needs no right to
+ * change the tables then.  malloc'd, or NULL with err. */
+char *cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen);
 
 /* SQL expressions over the row alias."col" (a row of t's table): the
  * event's value as text, made of op (an SQL expression giving 'c', 'u',

@@ -4,6 +4,12 @@
  *
  *   pgrelayctl [-c CONFIG | -s SOCKET] status [--json]
  *   pgrelayctl [-c CONFIG | -s SOCKET] scale consumer|etl_loader +1|-1|N
+ *   pgrelayctl -c CONFIG capture-sql
+ *
+ * capture-sql needs no pgrelayd: it reads the tables of CONFIG from the
+ * source database's catalog and prints the SQL that installs their
+ * capture (and drops the capture of tables CONFIG no longer lists), for an
+ * administrator to run where pgrelay's user may not change the tables.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -16,15 +22,49 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cdc.h"
 #include "config.h"
+#include "db.h"
 
 static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: pgrelayctl [-c CONFIG | -s SOCKET] status [--json]\n"
 	    "       pgrelayctl [-c CONFIG | -s SOCKET] scale consumer|etl_loader +1|-1|N\n"
+	    "       pgrelayctl -c CONFIG capture-sql\n"
 	    "The socket defaults to $RUNTIME_DIRECTORY/pgrelayd.sock, else\n"
 	    "supervisor.runtime_dir of CONFIG, else /run/pgrelay/pgrelayd.sock.\n");
+}
+
+/* Prints the capture script of conf's tables (cdc.h).  The exit code. */
+static int
+capture_sql(const char *conf)
+{
+	char err[1024];
+	struct cfg *cfg = cfg_load_no_secrets(conf, err, sizeof(err));
+	PGconn *db;
+	char *script;
+
+	if (cfg == NULL) {
+		fprintf(stderr, "pgrelayctl: configuration error: %s\n", err);
+		return CFG_EXIT_CONFIG;
+	}
+	db = db_connect(cfg->source_dsn, "pgrelayctl", err, sizeof(err));
+	if (db == NULL) {
+		fprintf(stderr, "pgrelayctl: source database: %s\n", err);
+		cfg_free(cfg);
+		return 1;
+	}
+	script = cdc_capture_script(db, cfg, err, sizeof(err));
+	PQfinish(db);
+	cfg_free(cfg);
+	if (script == NULL) {
+		fprintf(stderr, "pgrelayctl: %s\n", err);
+		return 1;
+	}
+	fputs(script, stdout);
+	free(script);
+	return 0;
 }
 
 int
@@ -46,6 +86,13 @@ main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	if (argc == 1 && strcmp(argv[0], "capture-sql") == 0) {
+		if (conf == NULL) {
+			usage(stderr);
+			return 64;
+		}
+		return capture_sql(conf);
+	}
 	if (argc >= 1 && strcmp(argv[0], "status") == 0 && argc <= 2) {
 		int json = argc == 2 && strcmp(argv[1], "--json") == 0;
 		if (argc == 2 && !json) {

@@ -60,7 +60,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cdc.h"
 #include "config.h"
+#include "db.h"
 #include "ctlproto.h"
 #include "err.h"
 #include "kafka.h"
@@ -717,6 +719,60 @@ process_shutdown(struct sup *s)
 	}
 }
 
+/* Runs "pgrelayd -t" on the new config in a child (it connects to the
+ * source to check the tables; pgrelayd itself never talks to a database)
+ * and waits for it, at most 15 s.  0 to go on with the reload, -1 when
+ * it refused the config (err: see its log line). */
+static int
+check_tables_child(struct sup *s, char *err, size_t errlen)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	pid_t pid;
+	int status;
+
+	if (n <= 0)
+		return 0;
+	self[n] = '\0';
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		log_warn("reload: cannot fork the table check: %s; the workers "
+		    "check the tables", strerror(errno));
+		return 0;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
+		if (devnull >= 0)
+			dup2(devnull, STDOUT_FILENO);	/* "configuration is valid" */
+		execl(self, "pgrelayd", "-t", "-c", s->conf_path, (char *)NULL);
+		_exit(127);
+	}
+	for (int waited = 0; ; waited += 50) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 || waited >= 15000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			log_warn("reload: the table check did not finish in 15 s; the "
+			    "workers check the tables");
+			return 0;
+		}
+		usleep(50 * 1000);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == CFG_EXIT_CONFIG) {
+		snprintf(err, errlen, "%s fails pgrelayd -t (its error is logged "
+		    "above)", s->conf_path);
+		return -1;
+	}
+	return 0;
+}
+
 /* Sizes the pools from a new config.  A scalable pool keeps its scaled
  * size unless the config's count for it changed (gunicorn loses it: its
  * issue #716); sizes are clamped to the new min/max. */
@@ -766,7 +822,8 @@ process_reload(struct sup *s)
 	s->pending_reload = 0;
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64,
 	    (uint64_t)(mono_now() * 1e6));
-	ncfg = load_config(s, err, sizeof(err));
+	ncfg = check_tables_child(s, err, sizeof(err)) < 0 ? NULL :
+	    load_config(s, err, sizeof(err));
 	if (ncfg == NULL) {
 		log_error("reload rejected, the running configuration stays: %s", err);
 		sd_notify(0, "READY=1\nSTATUS=reload rejected: config error");
@@ -1357,6 +1414,23 @@ main(int argc, char **argv)
 			cfg_free(cfg);
 			return CFG_EXIT_CONFIG;
 		}
+		/* the tables, against the source's catalog: a table pgrelay
+		 * cannot replicate is a config error; a source out of reach
+		 * is not (the workers check again when they connect) */
+		if (getenv("PGCONNECT_TIMEOUT") == NULL)
+			setenv("PGCONNECT_TIMEOUT", "10", 1);
+		PGconn *db = db_connect(cfg->source_dsn, "pgrelayd", err, sizeof(err));
+		int trc = db == NULL ? PGR_RETRY : cdc_tables_check(db, cfg, err,
+		    sizeof(err));
+		PQfinish(db);
+		if (trc == PGR_CONFIG) {
+			log_error("configuration error: %s", err);
+			cfg_free(cfg);
+			return CFG_EXIT_CONFIG;
+		}
+		if (trc < 0)
+			log_warn("could not check the tables on the source: %s; the "
+			    "workers check them when they connect", err);
 		printf("%s: configuration is valid\n", s.conf_path);
 		cfg_free(cfg);
 		return 0;

@@ -236,7 +236,21 @@ static void
 warn_unconfigured(PGconn *db, const struct cdc_table *t, int n)
 {
 	char err[512];
-	PGresult *res = db_query(db, "SELECT relid::text, id FROM pgrelay_tables "
+	PGresult *res;
+
+	/* a table dropped since: its triggers went with it */
+	res = db_query(db, "DELETE FROM pgrelay_tables t WHERE NOT EXISTS "
+	    "(SELECT 1 FROM pg_class c WHERE c.oid = t.relid) RETURNING id",
+	    0, NULL, err, sizeof(err));
+	if (res == NULL) {
+		log_warn("forgetting dropped tables: %s", err);
+	} else {
+		for (int i = 0; i < PQntuples(res); i++)
+			log_info("the table captured as rel %s was dropped on the source; "
+			    "its capture is forgotten", PQgetvalue(res, i, 0));
+		PQclear(res);
+	}
+	res = db_query(db, "SELECT relid::text, id FROM pgrelay_tables "
 	    "ORDER BY id", 0, NULL, err, sizeof(err));
 
 	if (res == NULL) {

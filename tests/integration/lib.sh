@@ -199,6 +199,23 @@ kafka_topic() {
 rows_a() { qa -c "SELECT emp_id, first_name, last_name, dob, city, salary FROM employees ${1:-} ORDER BY emp_id"; }
 rows_b() { qb -c "SELECT emp_id, first_name, last_name, dob, city, salary FROM employees ORDER BY emp_id"; }
 
+# compare_table WHAT TABLE ORDER: one TAP line.  A and B hold the same
+# rows of TABLE, each compared whole (its text form: every column), in
+# ORDER; any table, any types.
+compare_table() {
+	local what=$1 table=$2 order=$3 n
+	qa -c "SELECT t::text FROM $table t ORDER BY $order" > "$T_DIR/a.$table"
+	qb -c "SELECT t::text FROM $table t ORDER BY $order" > "$T_DIR/b.$table"
+	n=$(wc -l < "$T_DIR/a.$table")
+	if cmp -s "$T_DIR/a.$table" "$T_DIR/b.$table"; then
+		ok 0 "$what: A and B hold the same $n rows of $table, every column equal"
+	else
+		ok 1 "$what: $table differs between A ($n rows) and B ($(wc -l < "$T_DIR/b.$table"))"
+		diff "$T_DIR/a.$table" "$T_DIR/b.$table" | head -n 10 | sed 's/^/#   /' >&2
+		return 1
+	fi
+}
+
 # The rows of A that pass the default rules: what B must hold.
 VALID="WHERE emp_id >= 0 AND dob >= DATE '2007-01-01' AND salary > 10000"
 

@@ -689,7 +689,7 @@ parse_rule(const char *text, struct cfg_rule *r, char *why, size_t whylen)
 		size_t vl = strlen(p);
 		while (vl > 0 && (p[vl - 1] == ' ' || p[vl - 1] == '\t'))
 			vl--;
-		if (vl == 0)
+		if (vl == 0 || strchr("<>=!", p[0]) != NULL)
 			goto bad;
 		if (vl >= 2 && p[0] == '\'' && p[vl - 1] == '\'') {
 			p++;

@@ -835,24 +835,14 @@ load_tables(struct cfg *cfg, config_setting_t *list, char *err, size_t errlen)
 	return 0;
 }
 
-/* The table pgrelay replicates without cdc.tables: employees, as the spec
- * has it, with the rules.* keys. */
+/* The rules.* keys as t's rules: public.employees' when cdc.tables does
+ * not list it with rules of its own (and when there is no cdc.tables). */
 static int
-default_table(struct cfg *cfg)
+rules_of_employees(const struct cfg *cfg, struct cfg_table *t)
 {
-	struct cfg_table *t = calloc(1, sizeof(*t));
 	char v[3][32];
 
-	if (t == NULL)
-		return -1;
-	cfg->tables = t;
-	cfg->ntables = 1;
-	t->source = strdup("public.employees");
-	t->target = strdup("public.employees");
-	t->topic = strdup(cfg->cdc_topic);
-	t->rules = calloc(3, sizeof(*t->rules));
-	if (t->source == NULL || t->target == NULL || t->topic == NULL ||
-	    t->rules == NULL)
+	if ((t->rules = calloc(3, sizeof(*t->rules))) == NULL)
 		return -1;
 	snprintf(v[0], sizeof(v[0]), "%lld", (long long)cfg->rule_min_emp_id);
 	snprintf(v[1], sizeof(v[1]), "%s", cfg->rule_min_dob);
@@ -873,6 +863,25 @@ default_table(struct cfg *cfg)
 	return 0;
 }
 
+/* The table pgrelay replicates without cdc.tables: employees, as the spec
+ * has it, on kafka.cdc_topic, with the rules.* keys. */
+static int
+default_table(struct cfg *cfg)
+{
+	struct cfg_table *t = calloc(1, sizeof(*t));
+
+	if (t == NULL)
+		return -1;
+	cfg->tables = t;
+	cfg->ntables = 1;
+	t->source = strdup("public.employees");
+	t->target = strdup("public.employees");
+	t->topic = strdup(cfg->cdc_topic);
+	if (t->source == NULL || t->target == NULL || t->topic == NULL)
+		return -1;
+	return rules_of_employees(cfg, t);
+}
+
 const struct cfg_table *
 cfg_table_by_topic(const struct cfg *cfg, const char *topic)
 {
@@ -885,7 +894,7 @@ cfg_table_by_topic(const struct cfg *cfg, const char *topic)
 /* Defaults and the checks between tables: names that parse, one table
  * once, one topic per table, none the DLQ's. */
 static int
-check_tables(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
+check_tables(struct cfg *cfg, char *err, size_t errlen)
 {
 	char schema[128], table[128], why[256];
 
@@ -895,12 +904,6 @@ check_tables(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 			return -1;
 		}
 		return 0;
-	}
-	if (config_lookup(lc, "rules") != NULL) {
-		snprintf(err, errlen, "%s:%d: rules: with cdc.tables, each table "
-		    "has its own rules (rules = [\"salary > 10000\"]); move these "
-		    "there", cfg->path, key_line(lc, "rules"));
-		return -1;
 	}
 	for (int i = 0; i < cfg->ntables; i++) {
 		struct cfg_table *t = &cfg->tables[i];
@@ -915,9 +918,14 @@ check_tables(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 				return -1;
 			}
 		}
+		relmap_split_name(t->source, schema, sizeof(schema), table,
+		    sizeof(table), why, sizeof(why));
+		if (t->rules == NULL && strcmp(schema, "public") == 0 &&
+		    strcmp(table, "employees") == 0 && rules_of_employees(cfg, t) < 0) {
+			snprintf(err, errlen, "%s: out of memory", cfg->path);
+			return -1;
+		}
 		if (t->topic == NULL) {
-			relmap_split_name(t->source, schema, sizeof(schema), table,
-			    sizeof(table), why, sizeof(why));
 			size_t n = strlen(cfg->topic_prefix) + strlen(schema) +
 			    strlen(table) + 3;
 			if ((t->topic = malloc(n)) == NULL) {
@@ -1090,7 +1098,7 @@ load(const char *path, const char *text, int raw, char *err, size_t errlen)
 		if (load_key(cfg, root, &cfg_schema[i], err, errlen) < 0)
 			goto fail;
 	if (check_relations(cfg, &lc, err, errlen) < 0 ||
-	    check_tables(cfg, &lc, err, errlen) < 0)
+	    check_tables(cfg, err, errlen) < 0)
 		goto fail;
 
 	config_destroy(&lc);

@@ -120,7 +120,8 @@ CONF
 reset_pipeline() {
 	qa -c "TRUNCATE employees RESTART IDENTITY;
 	       TRUNCATE emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
-	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon RESTART IDENTITY"
+	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon RESTART IDENTITY;
+	        UPDATE pgrelay_targets SET horizon = 0, truncated_at = NULL WHERE target = 'employees'::regclass"
 }
 
 # start_worker NAME KIND [args...]: runs $BIN/pgrelay-KIND (or $BIN/KIND
@@ -298,7 +299,7 @@ changes_since() { qa -c "SELECT count(*) FROM emp_cdc WHERE change_id > $1"; }
 versions_match() {
 	local last horizon below
 	last=$(qa -c "SELECT coalesce(max(change_id), 0) FROM emp_cdc WHERE action = 't'")
-	horizon=$(qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon")
+	horizon=$(qb -c "SELECT horizon FROM pgrelay_targets WHERE target = 'employees'::regclass")
 	below=$(qb -c "SELECT count(*) FROM pgrelay_row_version WHERE change_id < $horizon")
 	qa -c "SELECT DISTINCT ON (emp_id) emp_id, change_id, action = 'd'
 	         FROM emp_cdc WHERE action <> 't' AND change_id > $last

@@ -13,7 +13,8 @@ empty_tables() {
 	# emp_cdc after employees: it also drops the record of that TRUNCATE
 	qa -c "TRUNCATE employees RESTART IDENTITY;
 	       TRUNCATE emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY"
-	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_truncate_horizon"
+	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_truncate_horizon;
+	    UPDATE pgrelay_targets SET horizon = 0, truncated_at = NULL WHERE target = 'employees'::regclass"
 }
 
 # rows_equal: true if A and B hold the same employees, row by row.

@@ -1,32 +1,89 @@
 /*
- * codec.h - the CDC message format, one place for encoding and decoding.
+ * codec.h - the CDC message format, one place for decoding (and, until the
+ * generic producer lands, the employees-only encoders the producer uses).
  *
- * Key:   {"emp_id":42}; none (null) for a TRUNCATE, as Debezium's
+ * Key:   {"k1":v1, ...}: the table's key columns in key order, in their
+ *        event forms; none (null) for a TRUNCATE, as Debezium's
  * Value: a Debezium-shaped change event (JsonConverter, schemas disabled):
- *   {"before":{...}|null, "after":{...}|null, "op":"c|u|d|r|t", "ts_ms":N,
- *    "source":{"version":..., "connector":"pgrelay", "name":"pgrelay",
- *              "db":..., "schema":"public", "table":"employees",
+ *   {"before":ROW|null, "after":ROW|null, "op":"c|u|d|r|t", "ts_ms":N,
+ *    "source":{"version":..., "connector":"pgrelay", "name":...,
+ *              "db":..., "schema":..., "table":...,
  *              "snapshot":"true|false", "change_id":N, "txId":N, "ts_ms":N}}
- * A row: {"emp_id":int, "first_name":str|null, "last_name":str|null,
- *         "dob":int|null (days since 1970-01-01, as Debezium's io.debezium.time.Date),
- *         "city":str|null, "salary":int|null}
+ *   ROW: {"col": value, ...}, each value in its column's event form
+ *   (relmap.h, enum pgt_class: Debezium's JSON forms).
  *
  * source.change_id is the row's version: the id of the change in A's change
  * table (for a snapshot row, the newest change of that row the snapshot saw).
+ * c, u and r carry the row in after, d in before (the old row); t (a
+ * TRUNCATE of the table) carries neither and comes on every partition of
+ * the table's topic.
  *
- * op "t" is a TRUNCATE of employees: before and after null, its change_id
- * in source (the truncate's version: B deletes every row older than it).
- * It is about no row, so no key, and it is sent to every partition.
- *
- * Decoding is strict about what pgrelay needs (types, ranges, lengths that
- * B's columns accept) and ignores fields it does not know.
+ * Decoding is in two steps.  codec_decode_event() checks the envelope,
+ * which is the same for every table: a JSON object, op one of c u d r t,
+ * source.change_id an integer above 0, txId and ts_ms integers when
+ * present, the row an object (and for t: no row).  codec_check_row_forms()
+ * then checks the row against the target table's entry (relmap.h): every
+ * key column present and not null, every value of a column B has in that
+ * column's event form and within what B's column accepts where that is
+ * cheap to know (an integer's width, a varchar's length, a date's range).
+ * Fields B has no column for are ignored (issue 17 maps columns).
  */
 #ifndef PGRELAY_CODEC_H
 #define PGRELAY_CODEC_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "relmap.h"
+
+/* A decoded change event. */
+struct change_event {
+	char op;		/* 'c', 'u', 'd', 'r' or 't' */
+	int64_t change_id;	/* > 0 */
+	int64_t txid;		/* 0 when absent */
+	int64_t ts_ms;		/* the envelope's; 0 when absent */
+	json_t *row;		/* after for c/u/r, before for d; NULL for t.
+				 * A reference the event owns. */
+};
+
+/* Decodes a value's envelope.  0 (free with codec_event_free()), or -1
+ * with a reason naming the field in err. */
+int codec_decode_event(const void *buf, size_t len, struct change_event *out,
+    char *err, size_t errlen);
+
+void codec_event_free(struct change_event *e);
+
+/* Checks e's row against the target table r (see above).  0, or -1 with
+ * "after.col: why" (before.col for a delete) in err.  A TRUNCATE passes. */
+int codec_check_row_forms(const struct rel *r, const struct change_event *e,
+    char *err, size_t errlen);
+
+/* The row's key as one string, for telling rows apart in a batch: a JSON
+ * array of the key columns' values in key order, dumped compactly.
+ * malloc'd, or NULL when memory runs out.  The row must have passed
+ * codec_check_row_forms(). */
+char *codec_key_text(const struct rel *r, const json_t *row);
+
+/* "emp_id 5", "k1 x, k2 7": the row's key for a reason text, into buf. */
+void codec_key_desc(const struct rel *r, const json_t *row, char *buf, size_t len);
+
+/* The element of the apply function's batch for e (common/target.c):
+ * {"op":..., "version":N, "row":{...}} ({"op":"t","version":N} for a
+ * TRUNCATE).  A new reference, or NULL when memory runs out. */
+json_t *codec_apply_elem(const struct change_event *e);
+
+/* Writes days since 1970-01-01 as "YYYY-MM-DD" into buf (>= 11 bytes). */
+void codec_days_to_date(int32_t days, char *buf, size_t len);
+
+/* Oldest and newest dates an event carries: 0001-01-01 and 9999-12-31. */
+#define CODEC_DOB_MIN_DAYS (-719162)
+#define CODEC_DOB_MAX_DAYS 2932896
+
+/*
+ * The employees-only encoders of the producer and the snapshot (the lead's
+ * files).  They go when the generic producer lands; nothing on B uses them.
+ */
 #define CODEC_TEXT_MAX 100	/* characters in a VARCHAR(100) column */
 
 struct emp_row {
@@ -44,50 +101,26 @@ struct change {
 	char op;		/* 'c', 'u', 'd', 'r' or 't' (no row) */
 	int64_t change_id;
 	int64_t txid;
-	int64_t ts_ms;		/* commit-side time the change was written */
+	int64_t ts_ms;
 	int has_before;
 	int has_after;
 	struct emp_row before;
 	struct emp_row after;
 };
 
-/* The row a change is about: after for c/u/r, before for d; for t, which
- * is about none, an empty row (emp_id 0, every value NULL). */
+/* The row a change is about: after for c/u/r, before for d; for t an
+ * empty row. */
 const struct emp_row *codec_change_row(const struct change *c);
 
-/* Returns a malloc'd JSON value (NUL-terminated, *len without the NUL) or
- * NULL when a value cannot be carried (codec_check_row() says which) or
- * memory runs out.  Caller frees with free(). */
+/* A malloc'd JSON value (NUL-terminated, *len without the NUL) or NULL
+ * when a value cannot be carried (codec_check_row() says which) or memory
+ * runs out. */
 char *codec_encode_change(const struct change *c, const char *dbname, size_t *len);
 
-/* Why codec_encode_change() cannot carry row r: 0 if it can (a NULL from
- * the encoder was then a lack of memory), else -1 with why naming the
- * column (a dob outside CODEC_DOB_MIN_DAYS..MAX, a string that is not
- * UTF-8). */
+/* 0 if codec_encode_change() can carry row r, else -1 with why. */
 int codec_check_row(const struct emp_row *r, char *why, size_t whylen);
-
-/* Encodes changes as the JSON array pgrelay_apply_employees() reads on the
- * target: the row as in a change event (dob in days since 1970-01-01)
- * plus op and version: [{op, version, emp_id, first_name, ...}, ...]; a
- * TRUNCATE as {op: "t", version}.  malloc'd and NUL-terminated, or NULL
- * when out of memory. */
-char *codec_encode_apply_rows(const struct change *const *changes, int n);
 
 /* Writes the key {"emp_id":N} into buf; returns its length. */
 size_t codec_encode_key(int32_t emp_id, char *buf, size_t len);
-
-/* Decodes a value.  0 on success (free with codec_change_free()), -1 with
- * a reason in err when the bytes are not a change pgrelay can apply. */
-int codec_decode_change(const void *buf, size_t len, struct change *out,
-    char *err, size_t errlen);
-
-void codec_change_free(struct change *c);
-
-/* Writes days since 1970-01-01 as "YYYY-MM-DD" into buf (>= 11 bytes). */
-void codec_days_to_date(int32_t days, char *buf, size_t len);
-
-/* Oldest and newest dates a row may carry: 0001-01-01 and 9999-12-31. */
-#define CODEC_DOB_MIN_DAYS (-719162)
-#define CODEC_DOB_MAX_DAYS 2932896
 
 #endif

@@ -736,3 +736,209 @@ relmap_sql_from_event(PGconn *db, const struct rel_col *col, const char *alias)
 	free(x);
 	return sb_done(&b);
 }
+
+/* The batch's elements as rows of converted values: pgr_ord, pgr_op,
+ * pgr_version, then every column of r ("col"), from p_rows. */
+static void
+apply_rows_sql(PGconn *db, struct sbuf *b, const struct rel *r, const char *where)
+{
+	char *def = relmap_sql_record_def(db, r);
+
+	if (def == NULL) {
+		b->failed = 1;
+		return;
+	}
+	sb_add(b, "SELECT pgr_e.pgr_ord, pgr_e.pgr_x->>'op' AS pgr_op, "
+	    "(pgr_e.pgr_x->>'version')::bigint AS pgr_version");
+	for (int i = 0; i < r->ncols; i++) {
+		char *conv = relmap_sql_from_event(db, &r->cols[i], "pgr_r");
+		char *q = quote(db, r->cols[i].name, 1);
+
+		if (conv == NULL || q == NULL)
+			b->failed = 1;
+		else
+			sb_add(b, ", %s AS %s", conv, q);
+		free(conv);
+		free(q);
+	}
+	sb_add(b, " FROM json_array_elements(p_rows) WITH ORDINALITY AS "
+	    "pgr_e(pgr_x, pgr_ord) CROSS JOIN LATERAL json_to_record(pgr_e.pgr_x->'row') "
+	    "AS pgr_r(%s) WHERE %s", def, where);
+	free(def);
+}
+
+/* a."k1" = b."k1" AND ...: the key columns of r. */
+static void
+key_join(PGconn *db, struct sbuf *b, const struct rel *r, const char *a,
+    const char *o)
+{
+	for (int k = 0; k < r->nkeys; k++) {
+		char *q = quote(db, r->cols[r->keys[k]].name, 1);
+
+		if (q == NULL) {
+			b->failed = 1;
+			return;
+		}
+		sb_add(b, "%s%s.%s = %s.%s", k ? " AND " : "", a, q, o, q);
+		free(q);
+	}
+}
+
+/* "k1", "k2" (prefix. before each when prefix is not NULL): r's key. */
+static void
+key_list(PGconn *db, struct sbuf *b, const struct rel *r, const char *prefix)
+{
+	for (int k = 0; k < r->nkeys; k++) {
+		char *q = quote(db, r->cols[r->keys[k]].name, 1);
+
+		if (q == NULL) {
+			b->failed = 1;
+			return;
+		}
+		sb_add(b, "%s%s%s%s", k ? ", " : "", prefix ? prefix : "",
+		    prefix ? "." : "", q);
+		free(q);
+	}
+}
+
+char *
+relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
+    const char *version_table)
+{
+	struct sbuf b = { 0 };
+	const char *vt = version_table, *t = r->qname;
+	int nonkey = 0;
+
+	sb_add(&b, "\nDECLARE\n"
+	    "    pgr_cut bigint;\n    pgr_horizon bigint;\n    pgr_low bigint;\n"
+	    "    pgr_trunc boolean;\n    pgr_fresh bigint[];\n"
+	    "    pgr_had_o bigint[];\n    pgr_had_v bigint[];\n"
+	    "    pgr_old_o bigint[];\n    pgr_old_v bigint[];\n"
+	    "BEGIN\n"
+	    "    SELECT max((pgr_e.pgr_x->>'version')::bigint) INTO pgr_cut\n"
+	    "      FROM json_array_elements(p_rows) AS pgr_e(pgr_x)\n"
+	    "     WHERE pgr_e.pgr_x->>'op' = 't';\n"
+	    "    IF pgr_cut IS NULL THEN\n"
+	    "        PERFORM pg_advisory_xact_lock_shared(1885828466, %d);\n"
+	    "    ELSE\n"
+	    "        PERFORM pg_advisory_xact_lock(1885828466, %d);\n"
+	    "    END IF;\n"
+	    "    SELECT pgr_t.horizon INTO pgr_horizon FROM pgrelay_targets pgr_t\n"
+	    "     WHERE pgr_t.id = %d;\n"
+	    "    pgr_horizon := coalesce(pgr_horizon, 0);\n"
+	    "    pgr_low := pgr_horizon;\n"
+	    "    pgr_trunc := coalesce(pgr_cut > pgr_horizon, false);\n"
+	    "    IF pgr_trunc THEN\n"
+	    "        SELECT array_agg(pgr_c.pgr_ord), array_agg(pgr_v.change_id)\n"
+	    "          INTO pgr_had_o, pgr_had_v\n"
+	    "          FROM (", reg_id, reg_id, reg_id);
+	apply_rows_sql(db, &b, r, "pgr_e.pgr_x->>'op' <> 't'");
+	sb_add(&b, ") pgr_c\n          JOIN %s pgr_v ON ", vt);
+	key_join(db, &b, r, "pgr_v", "pgr_c");
+	sb_add(&b, ";\n        DELETE FROM %s pgr_d WHERE NOT EXISTS (SELECT 1 FROM %s "
+	    "pgr_v WHERE ", t, vt);
+	key_join(db, &b, r, "pgr_v", "pgr_d");
+	sb_add(&b, " AND pgr_v.change_id >= pgr_cut);\n"
+	    "        DELETE FROM %s pgr_v WHERE pgr_v.change_id < pgr_cut;\n"
+	    "        UPDATE pgrelay_targets SET horizon = pgr_cut, truncated_at = now()\n"
+	    "         WHERE id = %d;\n"
+	    "        pgr_low := pgr_cut;\n"
+	    "    END IF;\n\n", vt, reg_id);
+
+	/* the claim: every row's version lock, in key order */
+	sb_add(&b, "    WITH pgr_c AS (");
+	apply_rows_sql(db, &b, r, "pgr_e.pgr_x->>'op' <> 't' AND "
+	    "(pgr_e.pgr_x->>'version')::bigint >= pgr_low");
+	sb_add(&b, "\n    ), pgr_claim AS (\n        INSERT INTO %s AS pgr_v (", vt);
+	key_list(db, &b, r, NULL);
+	sb_add(&b, ", change_id, deleted)\n        SELECT ");
+	key_list(db, &b, r, "pgr_c");
+	sb_add(&b, ", pgr_c.pgr_version, pgr_c.pgr_op = 'd' FROM pgr_c ORDER BY ");
+	key_list(db, &b, r, "pgr_c");
+	sb_add(&b, "\n        ON CONFLICT (");
+	key_list(db, &b, r, NULL);
+	sb_add(&b, ") DO UPDATE SET change_id = pgr_v.change_id WHERE false\n"
+	    "        RETURNING ");
+	key_list(db, &b, r, "pgr_v");
+	sb_add(&b, "\n    )\n    SELECT coalesce(array_agg(pgr_c.pgr_ord), '{}') INTO "
+	    "pgr_fresh\n      FROM pgr_claim JOIN pgr_c ON ");
+	key_join(db, &b, r, "pgr_claim", "pgr_c");
+	sb_add(&b, ";\n\n");
+
+	/* the writes, under those locks, in a snapshot taken after them */
+	sb_add(&b, "    WITH pgr_c AS (");
+	apply_rows_sql(db, &b, r, "pgr_e.pgr_x->>'op' <> 't' AND "
+	    "(pgr_e.pgr_x->>'version')::bigint >= pgr_low");
+	sb_add(&b, "\n    ), pgr_old AS (\n        SELECT pgr_c.pgr_ord, pgr_v.change_id "
+	    "FROM pgr_c JOIN %s pgr_v ON ", vt);
+	key_join(db, &b, r, "pgr_v", "pgr_c");
+	sb_add(&b, "\n         WHERE pgr_c.pgr_ord <> ALL (pgr_fresh)\n"
+	    "    ), pgr_win AS (\n"
+	    "        SELECT pgr_c.*, pgr_o.pgr_ord IS NOT NULL AS pgr_known\n"
+	    "          FROM pgr_c LEFT JOIN pgr_old pgr_o ON pgr_o.pgr_ord = pgr_c.pgr_ord\n"
+	    "         WHERE pgr_o.change_id IS NULL OR pgr_c.pgr_version > pgr_o.change_id\n"
+	    "            OR (pgr_c.pgr_version = pgr_o.change_id AND pgr_c.pgr_op = 'r')\n"
+	    "    ), pgr_del AS (\n"
+	    "        DELETE FROM %s pgr_t USING pgr_win WHERE pgr_win.pgr_op = 'd' AND ", t);
+	key_join(db, &b, r, "pgr_t", "pgr_win");
+	sb_add(&b, "\n    ), pgr_ups AS (\n        INSERT INTO %s AS pgr_t (", t);
+	for (int i = 0; i < r->ncols; i++) {
+		char *q = quote(db, r->cols[i].name, 1);
+
+		if (q == NULL) {
+			b.failed = 1;
+			break;
+		}
+		sb_add(&b, "%s%s", i ? ", " : "", q);
+		free(q);
+	}
+	sb_add(&b, ") OVERRIDING SYSTEM VALUE\n        SELECT ");
+	for (int i = 0; i < r->ncols; i++) {
+		char *q = quote(db, r->cols[i].name, 1);
+
+		if (q == NULL) {
+			b.failed = 1;
+			break;
+		}
+		sb_add(&b, "%spgr_win.%s", i ? ", " : "", q);
+		free(q);
+	}
+	sb_add(&b, " FROM pgr_win WHERE pgr_win.pgr_op <> 'd'\n        ON CONFLICT (");
+	key_list(db, &b, r, NULL);
+	sb_add(&b, ") DO ");
+	for (int i = 0; i < r->ncols; i++) {
+		char *q;
+
+		if (r->cols[i].key)
+			continue;
+		if ((q = quote(db, r->cols[i].name, 1)) == NULL) {
+			b.failed = 1;
+			break;
+		}
+		sb_add(&b, "%s%s = EXCLUDED.%s", nonkey++ ? ", " : "UPDATE SET ", q, q);
+		free(q);
+	}
+	if (nonkey == 0)
+		sb_add(&b, "NOTHING");
+	sb_add(&b, "\n    ), pgr_ver AS (\n        INSERT INTO %s AS pgr_v (", vt);
+	key_list(db, &b, r, NULL);
+	sb_add(&b, ", change_id, deleted)\n        SELECT ");
+	key_list(db, &b, r, "pgr_win");
+	sb_add(&b, ", pgr_win.pgr_version, pgr_win.pgr_op = 'd' FROM pgr_win "
+	    "WHERE pgr_win.pgr_known\n        ON CONFLICT (");
+	key_list(db, &b, r, NULL);
+	sb_add(&b, ") DO UPDATE SET change_id = EXCLUDED.change_id, "
+	    "deleted = EXCLUDED.deleted\n    )\n"
+	    "    SELECT array_agg(pgr_o.pgr_ord), array_agg(pgr_o.change_id)\n"
+	    "      INTO pgr_old_o, pgr_old_v FROM pgr_old pgr_o;\n\n"
+	    "    IF pgr_trunc THEN\n"
+	    "        RETURN QUERY SELECT * FROM unnest(pgr_had_o, pgr_had_v);\n"
+	    "    ELSE\n"
+	    "        RETURN QUERY SELECT * FROM unnest(pgr_old_o, pgr_old_v);\n"
+	    "    END IF;\n"
+	    "    IF pgr_horizon > 0 THEN\n"
+	    "        RETURN QUERY SELECT NULL::bigint, pgr_horizon;\n"
+	    "    END IF;\n"
+	    "END\n");
+	return sb_done(&b);
+}

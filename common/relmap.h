@@ -133,4 +133,16 @@ char *relmap_sql_record_def(PGconn *db, const struct rel *r);
  * relmap_sql_record_def) from the event's form to the column's type. */
 char *relmap_sql_from_event(PGconn *db, const struct rel_col *col, const char *alias);
 
+/* The body (DECLARE ... END) of the plpgsql function
+ *   f(p_rows json) RETURNS TABLE (pgrelay_ord bigint, pgrelay_had bigint)
+ * that applies a batch of changes to target r (B's entry), registered in
+ * pgrelay_targets as reg_id with its version table version_table (a
+ * qualified, quoted name).  p_rows is a JSON array of
+ * {"op":..,"version":N,"row":{event row}} (a TRUNCATE: no row), at most
+ * one per row.  The semantics of 004_truncate.sql's
+ * pgrelay_apply_employees(), per table (common/target.c has the details).
+ * malloc'd, or NULL when memory runs out. */
+char *relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
+    const char *version_table);
+
 #endif

@@ -126,11 +126,15 @@ struct consumer {
 	int64_t taken_bytes, taken_msgs;	/* from the queue since the last wake */
 	int ever_assigned;	/* see leave_group() */
 	char client_id[64];
-	int32_t gaps[64];	/* partitions stopped below the log start */
+	struct {
+		const char *topic;	/* one of ops->topics */
+		int32_t partition;
+	} gaps[64];		/* partitions stopped below the log start */
 	int ngaps;
 };
 
-#define MAX_GAPS ((int)(sizeof(((struct consumer *)0)->gaps) / sizeof(int32_t)))
+#define MAX_GAPS ((int)(sizeof(((struct consumer *)0)->gaps) / \
+    sizeof(((struct consumer *)0)->gaps[0])))
 
 enum apply_rc { APPLY_OK = 0, APPLY_RETRY = -1, APPLY_DATA = -2 };
 
@@ -173,6 +177,11 @@ ensure_db(struct consumer *c)
 		log_error("target database: %s", err);
 		goto fail;
 	}
+	if (c->ops->on_connect != NULL &&
+	    c->ops->on_connect(c->db, c->ops->opaque, err, sizeof(err)) < 0) {
+		log_error("target database: %s; retrying", err);
+		goto fail;
+	}
 	c->db_attempt = 0;
 	log_info("connected to target %s",
 	    db_dsn_redact(c->cfg->target_dsn, where, sizeof(where)));
@@ -188,30 +197,26 @@ fail:
 static int
 load_offsets(struct consumer *c, rd_kafka_topic_partition_list_t *parts)
 {
-	char err[1024], list[8192];
-	size_t n = 0;
+	char err[1024];
 	PGresult *res;
 
-	n += (size_t)snprintf(list, sizeof(list), "{");
-	for (int i = 0; i < parts->cnt && n < sizeof(list) - 16; i++) {
+	for (int i = 0; i < parts->cnt; i++)
 		parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d",
-		    i ? "," : "", (int)parts->elems[i].partition);
-	}
-	snprintf(list + n, sizeof(list) - n, "}");
-	const char *params[3] = { c->ops->group_id, c->ops->topic, list };
-	res = db_query(c->db, "SELECT partition, next_offset FROM pgrelay_offsets "
-	    "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])",
-	    3, params, err, sizeof(err));
+	const char *params[1] = { c->ops->group_id };
+	res = db_query(c->db, "SELECT topic, partition, next_offset FROM pgrelay_offsets "
+	    "WHERE group_id = $1", 1, params, err, sizeof(err));
 	if (res == NULL) {
 		log_error("reading offsets from target: %s", err);
 		return -1;
 	}
 	for (int r = 0; r < PQntuples(res); r++) {
-		int32_t part = (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10);
+		const char *topic = PQgetvalue(res, r, 0);
+		int32_t part = (int32_t)strtol(PQgetvalue(res, r, 1), NULL, 10);
+
 		for (int i = 0; i < parts->cnt; i++)
-			if (parts->elems[i].partition == part)
-				parts->elems[i].offset = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+			if (parts->elems[i].partition == part &&
+			    strcmp(parts->elems[i].topic, topic) == 0)
+				parts->elems[i].offset = strtoll(PQgetvalue(res, r, 2), NULL, 10);
 	}
 	PQclear(res);
 	return 0;
@@ -447,7 +452,8 @@ stop_gap(struct consumer *c, const rd_kafka_message_t *m)
 	char what[256];
 
 	for (int i = 0; i < c->ngaps; i++)
-		if (c->gaps[i] == m->partition)
+		if (c->gaps[i].partition == m->partition &&
+		    strcmp(c->gaps[i].topic, topic) == 0)
 			return;		/* reported already */
 	e = rd_kafka_query_watermark_offsets(c->rk, topic, m->partition, &lo, &hi, 5000);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -476,8 +482,14 @@ stop_gap(struct consumer *c, const rd_kafka_message_t *m)
 		log_warn("pausing partition %d: %s", (int)m->partition,
 		    rd_kafka_err2str(e));
 	rd_kafka_topic_partition_list_destroy(one);
-	if (c->ngaps < MAX_GAPS)
-		c->gaps[c->ngaps++] = m->partition;
+	if (c->ngaps < MAX_GAPS) {
+		/* the name as ops->topics holds it: m's is freed with m */
+		for (int i = 0; i < c->ops->ntopics; i++)
+			if (strcmp(c->ops->topics[i], topic) == 0)
+				c->gaps[c->ngaps].topic = c->ops->topics[i];
+		if (c->gaps[c->ngaps].topic != NULL)
+			c->gaps[c->ngaps++].partition = m->partition;
+	}
 }
 
 /* Forgets the stopped partitions among parts (revoked: their next owner
@@ -487,8 +499,12 @@ forget_gaps(struct consumer *c, const rd_kafka_topic_partition_list_t *parts)
 {
 	for (int i = 0; i < parts->cnt; i++)
 		for (int g = 0; g < c->ngaps; g++)
-			if (c->gaps[g] == parts->elems[i].partition)
-				c->gaps[g--] = c->gaps[--c->ngaps];
+			if (c->gaps[g].partition == parts->elems[i].partition &&
+			    strcmp(c->gaps[g].topic, parts->elems[i].topic) == 0) {
+				c->gaps[g] = c->gaps[--c->ngaps];
+				c->gaps[c->ngaps].topic = NULL;
+				g--;
+			}
 }
 
 static void
@@ -647,7 +663,8 @@ int
 sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 {
 	struct consumer c = { .cfg = cfg, .ops = ops };
-	char err[1024], status[256];
+	char err[1024], status[256], tlist[1024] = "";
+	size_t tn = 0;
 	int rc = 0;
 	int64_t batch_start = 0, last_stats = mono_ms(), last_lag = 0, lag = 0;
 	rd_kafka_topic_partition_list_t *topics;
@@ -669,11 +686,20 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		batch_free(&c);
 		return CFG_EXIT_CONFIG;
 	}
-	const struct kfk_topic need[] = {
-		{ ops->topic, ops->partitions, ops->partitions_key },
-		{ ops->dlq_topic, 1, NULL },
-	};
-	int trc = kfk_topics_wait(c.dlq, need, 2, cfg);
+	struct kfk_topic *need = calloc((size_t)ops->ntopics + 1, sizeof(*need));
+	if (need == NULL) {
+		log_error("out of memory for %d topics", ops->ntopics);
+		rd_kafka_destroy(c.dlq);
+		batch_free(&c);
+		return 1;
+	}
+	for (int i = 0; i < ops->ntopics; i++)
+		need[i] = (struct kfk_topic){ ops->topics[i], ops->partitions,
+		    ops->partitions_key };
+	need[ops->ntopics] = (struct kfk_topic){ ops->dlq_topic, 1, NULL };
+	int trc = kfk_topics_wait(c.dlq, need, ops->ntopics + 1, cfg);
+
+	free(need);
 	if (trc != 0) {
 		/* a config error, or asked to stop while the brokers did not
 		 * answer (a login they refuse): no member to join and leave
@@ -691,16 +717,25 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		return CFG_EXIT_CONFIG;
 	}
 	c.queue = rd_kafka_queue_get_consumer(c.rk);	/* not NULL: group.id is set */
-	topics = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(topics, ops->topic, RD_KAFKA_PARTITION_UA);
+	topics = rd_kafka_topic_partition_list_new(ops->ntopics);
+	for (int i = 0; i < ops->ntopics; i++) {
+		int w = snprintf(tlist + tn, sizeof(tlist) - tn, "%s%s", i ? ", " : "",
+		    ops->topics[i]);
+
+		if (w > 0 && (size_t)w < sizeof(tlist) - tn)
+			tn += (size_t)w;
+		rd_kafka_topic_partition_list_add(topics, ops->topics[i],
+		    RD_KAFKA_PARTITION_UA);
+	}
 	e = rd_kafka_subscribe(c.rk, topics);
 	rd_kafka_topic_partition_list_destroy(topics);
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		log_error("subscribe to %s: %s", ops->topic, rd_kafka_err2str(e));
+		log_error("subscribe to %s: %s", tlist, rd_kafka_err2str(e));
 		rc = 1;
 		goto out;
 	}
-	log_info("member of group %s on topic %s", ops->group_id, ops->topic);
+	log_info("member of group %s on topic%s %s", ops->group_id,
+	    ops->ntopics > 1 ? "s" : "", tlist);
 	worker_notify_ready("consumer started");
 
 	while (!worker_stop && !kfk_fatal()) {

@@ -54,14 +54,19 @@ struct sink_ops {
 	const char *schema_component;	/* row expected in pgrelay_schema_version */
 	int schema_version;		/* ... with at least this version */
 	const char *group_id;
-	const char *topic;
-	int partitions;			/* for creating the topic when missing */
+	const char *const *topics;	/* the topics the member reads, one group */
+	int ntopics;
+	int partitions;			/* for creating the topics when missing */
 	const char *partitions_key;	/* the config key that sets it */
 	const char *dlq_topic;
 	int batch_size;
 	int batch_timeout_ms;
 	sink_apply_fn apply;
 	sink_apply_batch_fn apply_batch;	/* optional */
+	/* optional: called on each new connection to the target, after the
+	 * schema check; 0, or PGR_RETRY with err (the connection is closed
+	 * and opened again after a back-off) */
+	int (*on_connect)(PGconn *db, void *opaque, char *err, size_t errlen);
 	void *opaque;
 };
 

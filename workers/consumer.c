@@ -64,90 +64,63 @@
 #include "codec.h"
 #include "config.h"
 #include "db.h"
+#include "log.h"
 #include "sink.h"
+#include "target.h"
 #include "validation.h"
 #include "worker.h"
 
-/* Decodes m into ch and checks the rules.  0 when ch is a valid change (free
- * it with codec_change_free()); -1 with *stage, *rule and why otherwise. */
-static int
-decode_valid(const struct rules *rules, const rd_kafka_message_t *m,
-    struct change *ch, const char **stage, const char **rule, char *why,
-    size_t whylen)
+/* The consumer's tables, one per cdc.tables entry, in the config's order
+ * (also the order a batch applies them in: two members lock tables in the
+ * same order). */
+struct tables {
+	const struct cfg *cfg;
+	struct target *t;
+	int n;
+};
+
+static struct target *
+table_of(const struct tables *ts, const rd_kafka_message_t *m)
 {
-	if (codec_decode_change(m->payload, m->len, ch, why, whylen) < 0) {
-		*stage = *rule = "decode";
+	const char *topic = rd_kafka_topic_name(m->rkt);
+
+	for (int i = 0; i < ts->n; i++)
+		if (strcmp(ts->t[i].cfg->topic, topic) == 0)
+			return &ts->t[i];
+	return NULL;
+}
+
+/* Decodes m into ev and checks it against its table and the table's rules.
+ * 0 when ev is a valid change of *tg (free it with codec_event_free());
+ * -1 with *stage, *rule and why otherwise. */
+static int
+decode_valid(const struct tables *ts, const rd_kafka_message_t *m,
+    struct change_event *ev, struct target **tg, const char **stage,
+    const char **rule, char *why, size_t whylen)
+{
+	*stage = *rule = "decode";
+	if ((*tg = table_of(ts, m)) == NULL) {
+		snprintf(why, whylen, "topic %s is no configured table's",
+		    rd_kafka_topic_name(m->rkt));
 		return -1;
 	}
-	if (rule_check(rules, ch, rule, why, whylen) < 0) {
+	if (codec_decode_event(m->payload, m->len, ev, why, whylen) < 0)
+		return -1;
+	if (codec_check_row_forms((*tg)->rel, ev, why, whylen) < 0) {
+		codec_event_free(ev);
+		return -1;
+	}
+	if (rule_check(&(*tg)->rules, ev, rule, why, whylen) < 0) {
 		*stage = "validate";
-		codec_change_free(ch);
+		codec_event_free(ev);
 		return -1;
 	}
 	return 0;
 }
 
-static enum sink_result
-apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
-    const char **stage, const char **rule, char *why, size_t whylen,
-    char *err, size_t errlen)
-{
-	const struct rules *rules = opaque;
-	struct change ch;
-	char op[2], id[16], ver[24], dob[16], sal[16];
-	const char *params[8];
-	PGresult *res;
-	enum sink_result rc;
-	enum pgr_err cls = PGR_RETRY;
-
-	if (decode_valid(rules, m, &ch, stage, rule, why, whylen) < 0)
-		return SINK_REJECT;
-	const struct emp_row *r = codec_change_row(&ch);	/* empty for 't' */
-	op[0] = ch.op;
-	op[1] = '\0';
-	snprintf(id, sizeof(id), "%ld", (long)r->emp_id);
-	snprintf(ver, sizeof(ver), "%" PRId64, ch.change_id);
-	snprintf(dob, sizeof(dob), "%ld", (long)r->dob_days);
-	snprintf(sal, sizeof(sal), "%ld", (long)r->salary);
-	params[0] = op;
-	params[1] = ch.op == 't' ? NULL : id;
-	params[2] = ver;
-	params[3] = r->first_name;
-	params[4] = r->last_name;
-	params[5] = r->has_dob ? dob : NULL;
-	params[6] = r->city;
-	params[7] = r->has_salary ? sal : NULL;
-	res = db_query_cls(db, "SELECT pgrelay_apply_employee($1, $2::int, $3::bigint, "
-	    "$4, $5, $6::int, $7, $8::int)", 8, params, &cls, err, errlen);
-	if (res == NULL) {
-		rc = cls == PGR_DATA ? SINK_REFUSED : SINK_ERROR;
-	} else {
-		rc = strcmp(PQgetvalue(res, 0, 0), "applied") == 0 ? SINK_APPLIED : SINK_STALE;
-		PQclear(res);
-	}
-	codec_change_free(&ch);
-	return rc;
-}
-
-/* A decoded, valid change: its row and its place in the batch. */
-struct item {
-	int32_t emp_id;
-	int pos;
-};
-
-static int
-item_cmp(const void *a, const void *b)
-{
-	const struct item *x = a, *y = b;
-
-	if (x->emp_id != y->emp_id)
-		return x->emp_id < y->emp_id ? -1 : 1;
-	return x->pos < y->pos ? -1 : x->pos > y->pos;
-}
-
 /* Whether a change of version ver and op applies over a row whose version
  * is cur (has: B holds one) under the truncate horizon hz (0: none), as
- * the apply functions decide: below the horizon it is stale, for a row B
+ * the apply function decides: below the horizon it is stale, for a row B
  * has no version of too. */
 static int
 newer(int has, int64_t cur, int64_t hz, int64_t ver, char op)
@@ -157,170 +130,363 @@ newer(int has, int64_t cur, int64_t hz, int64_t ver, char op)
 	return !has || ver > cur || (ver == cur && op == 'r');
 }
 
+/* A decoded, valid change of a row: its key and its place among the
+ * table's changes. */
+struct item {
+	char *key;		/* codec_key_text() */
+	int pos;
+};
+
 static int
-apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
-    struct sink_verdict *v, char *err, size_t errlen)
+item_cmp(const void *a, const void *b)
 {
-	const struct rules *rules = opaque;
-	struct change *ch = calloc((size_t)n, sizeof(*ch));
+	const struct item *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+
+	if (c != 0)
+		return c;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/*
+ * Applies n valid changes ev[0..n-1] of table tg (in the batch's order) in
+ * one statement, and fills verdicts[0..n-1] with SINK_APPLIED or
+ * SINK_STALE: what applying them one by one would have said.  0, or
+ * PGR_DATA / PGR_RETRY with err.
+ */
+static int
+apply_table(PGconn *db, const struct target *tg, struct change_event *const *ev,
+    int n, enum sink_result *verdicts, char *err, size_t errlen)
+{
 	struct item *items = calloc((size_t)n, sizeof(*items));
-	const struct change **win = calloc((size_t)n, sizeof(*win));
-	int *truncs = calloc((size_t)n, sizeof(*truncs));	/* positions of 't' */
+	int *group_of = calloc((size_t)n + 1, sizeof(*group_of));	/* by ordinal */
+	int *has = calloc((size_t)n, sizeof(*has));			/* by group */
+	int64_t *cur = calloc((size_t)n, sizeof(*cur));			/* by group */
 	int64_t *hz = calloc((size_t)n, sizeof(*hz));	/* horizon before each */
-	char *rows = NULL;
+	json_t *rows = json_array();
+	char *text = NULL;
 	PGresult *res = NULL;
-	int nitems = 0, nwin = 0, ntruncs = 0, nr = 0, rc = PGR_RETRY;
-	int cut = -1;		/* the newest TRUNCATE's position */
+	int nitems = 0, ngroups = 0, nsent = 0, rc = PGR_RETRY;
+	int cut = -1;		/* the newest TRUNCATE */
 	int64_t horizon = 0;	/* B's before the batch */
 	enum pgr_err cls = PGR_RETRY;
 
-	if (ch == NULL || items == NULL || win == NULL || truncs == NULL ||
-	    hz == NULL) {
-		snprintf(err, errlen, "out of memory for a batch of %d", n);
-		goto out;
-	}
+	if (items == NULL || group_of == NULL || has == NULL || cur == NULL ||
+	    hz == NULL || rows == NULL)
+		goto oom;
 	for (int i = 0; i < n; i++) {
-		v[i].rc = SINK_REJECT;
-		if (decode_valid(rules, msgs[i], &ch[i], &v[i].stage, &v[i].rule,
-		    v[i].why, sizeof(v[i].why)) < 0)
-			continue;
-		if (ch[i].op == 't') {
-			truncs[ntruncs++] = i;
-			if (cut < 0 || ch[i].change_id > ch[cut].change_id)
+		if (ev[i]->op == 't') {
+			if (cut < 0 || ev[i]->change_id > ev[cut]->change_id)
 				cut = i;
 			continue;
 		}
-		items[nitems].emp_id = codec_change_row(&ch[i])->emp_id;
+		if ((items[nitems].key = codec_key_text(tg->rel, ev[i]->row)) == NULL)
+			goto oom;
 		items[nitems++].pos = i;
 	}
 	qsort(items, (size_t)nitems, sizeof(*items), item_cmp);
 
 	/* The newest change of each row: the last one a one-by-one apply
 	 * would take, starting from no version at all; and the newest
-	 * TRUNCATE, which the function applies first. */
+	 * TRUNCATE, which the function applies first.  Element k of the
+	 * array (ordinal k + 1) is group k's; the TRUNCATE comes last. */
 	for (int g = 0; g < nitems; ) {
-		int e = g, has = 0, last = -1;
-		int64_t cur = 0;
+		int e = g, h = 0, last = -1;
+		int64_t c = 0;
 
-		for (; e < nitems && items[e].emp_id == items[g].emp_id; e++) {
-			const struct change *c = &ch[items[e].pos];
-			if (newer(has, cur, 0, c->change_id, c->op)) {
-				has = 1;
-				cur = c->change_id;
+		for (; e < nitems && strcmp(items[e].key, items[g].key) == 0; e++) {
+			const struct change_event *x = ev[items[e].pos];
+
+			if (newer(h, c, 0, x->change_id, x->op)) {
+				h = 1;
+				c = x->change_id;
 				last = items[e].pos;
 			}
 		}
-		win[nwin++] = &ch[last];
+		if (json_array_append_new(rows, codec_apply_elem(ev[last])) < 0)
+			goto oom;
+		group_of[++nsent] = ngroups++;
 		g = e;
 	}
-	if (cut >= 0)
-		win[nwin++] = &ch[cut];
-	if (nwin > 0) {
+	if (cut >= 0 && json_array_append_new(rows, codec_apply_elem(ev[cut])) < 0)
+		goto oom;
+	if (json_array_size(rows) > 0) {
 		const char *params[1];
 
-		rows = codec_encode_apply_rows(win, nwin);
-		if (rows == NULL) {
-			snprintf(err, errlen, "out of memory encoding a batch of %d", nwin);
-			goto out;
-		}
-		params[0] = rows;
-		res = db_query_cls(db, "SELECT emp_id, had FROM pgrelay_apply_employees($1::json) "
-		    "ORDER BY emp_id", 1, params, &cls, err, errlen);
+		if ((text = json_dumps(rows, JSON_COMPACT)) == NULL)
+			goto oom;
+		params[0] = text;
+		res = db_query_cls(db, tg->apply_sql, 1, params, &cls, err, errlen);
 		if (res == NULL) {
 			rc = cls;
 			goto out;
 		}
-		/* its last row (NULLs sort last), if B had a horizon: (NULL, it) */
-		nr = PQntuples(res);
-		if (nr > 0 && PQgetisnull(res, nr - 1, 0))
-			horizon = strtoll(PQgetvalue(res, --nr, 1), NULL, 10);
+		for (int r = 0; r < PQntuples(res); r++) {
+			int64_t had = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+			long ord;
+
+			if (PQgetisnull(res, r, 0)) {
+				horizon = had;	/* (NULL, horizon) */
+				continue;
+			}
+			ord = strtol(PQgetvalue(res, r, 0), NULL, 10);
+			if (ord < 1 || ord > nsent) {
+				snprintf(err, errlen, "table %s: the apply function "
+				    "returned ordinal %ld of %d", tg->rel->qname, ord,
+				    nsent);
+				goto out;
+			}
+			has[group_of[ord]] = 1;
+			cur[group_of[ord]] = had;
+		}
 	}
 
-	/* Verdicts: replay the batch in its order over what B had.  The
-	 * horizon in force before each message; a TRUNCATE above it is
-	 * applied and raises it. */
-	for (int i = 0, t = 0; i < n; i++) {
+	/* Verdicts: replay the changes in their order over what B had.  The
+	 * horizon in force before each; a TRUNCATE above it is applied and
+	 * raises it. */
+	for (int i = 0; i < n; i++) {
 		hz[i] = horizon;
-		if (t < ntruncs && truncs[t] == i) {
-			t++;
-			if (ch[i].change_id > horizon) {
-				horizon = ch[i].change_id;
-				v[i].rc = SINK_APPLIED;
-			} else {
-				v[i].rc = SINK_STALE;
-			}
+		if (ev[i]->op != 't')
+			continue;
+		if (ev[i]->change_id > horizon) {
+			horizon = ev[i]->change_id;
+			verdicts[i] = SINK_APPLIED;
+		} else {
+			verdicts[i] = SINK_STALE;
 		}
 	}
 	/* Each row's changes over the version B had: a version below the
 	 * horizon in force is a row that a TRUNCATE deleted. */
-	for (int g = 0, r = 0; g < nitems; ) {
-		int e = g, has = 0;
-		int64_t cur = 0;
+	for (int g = 0, k = 0; g < nitems; k++) {
+		int e = g, h = has[k];
+		int64_t c = cur[k];
 
-		while (r < nr && strtol(PQgetvalue(res, r, 0), NULL, 10) < items[g].emp_id)
-			r++;
-		if (r < nr && strtol(PQgetvalue(res, r, 0), NULL, 10) == items[g].emp_id) {
-			has = 1;
-			cur = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-		}
-		for (; e < nitems && items[e].emp_id == items[g].emp_id; e++) {
+		for (; e < nitems && strcmp(items[e].key, items[g].key) == 0; e++) {
 			int pos = items[e].pos;
-			const struct change *c = &ch[pos];
+			const struct change_event *x = ev[pos];
 
-			if (has && cur < hz[pos])
-				has = 0;
-			if (newer(has, cur, hz[pos], c->change_id, c->op)) {
-				has = 1;
-				cur = c->change_id;
-				v[pos].rc = SINK_APPLIED;
+			if (h && c < hz[pos])
+				h = 0;
+			if (newer(h, c, hz[pos], x->change_id, x->op)) {
+				h = 1;
+				c = x->change_id;
+				verdicts[pos] = SINK_APPLIED;
 			} else {
-				v[pos].rc = SINK_STALE;
+				verdicts[pos] = SINK_STALE;
 			}
 		}
 		g = e;
 	}
 	rc = 0;
+	goto out;
+oom:
+	snprintf(err, errlen, "out of memory for a batch of %d changes of %s", n,
+	    tg->cfg->target);
 out:
 	PQclear(res);
-	free(rows);
-	if (ch != NULL)
-		for (int i = 0; i < n; i++)
-			codec_change_free(&ch[i]);
-	free(ch);
+	free(text);
+	json_decref(rows);
+	if (items != NULL)
+		for (int i = 0; i < nitems; i++)
+			free(items[i].key);
 	free(items);
-	free(win);
-	free(truncs);
+	free(group_of);
+	free(has);
+	free(cur);
 	free(hz);
 	return rc;
+}
+
+/* One message at a time (B refused the batch as data): the table's apply
+ * function with a batch of one, so that the rule is the same. */
+static enum sink_result
+apply_message(PGconn *db, const rd_kafka_message_t *m, void *opaque,
+    const char **stage, const char **rule, char *why, size_t whylen,
+    char *err, size_t errlen)
+{
+	const struct tables *ts = opaque;
+	struct change_event ev;
+	struct change_event *one[1] = { &ev };
+	struct target *tg;
+	enum sink_result verdict = SINK_STALE;
+	int rc;
+
+	if (decode_valid(ts, m, &ev, &tg, stage, rule, why, whylen) < 0)
+		return SINK_REJECT;
+	rc = apply_table(db, tg, one, 1, &verdict, err, errlen);
+	codec_event_free(&ev);
+	if (rc < 0)
+		return rc == PGR_DATA ? SINK_REFUSED : SINK_ERROR;
+	return verdict;
+}
+
+/* The batch split by table, each table's part applied by its function in
+ * the batch's transaction (sink.c), tables in the config's order. */
+static int
+apply_batch(PGconn *db, rd_kafka_message_t *const *msgs, int n, void *opaque,
+    struct sink_verdict *v, char *err, size_t errlen)
+{
+	const struct tables *ts = opaque;
+	struct change_event *ev = calloc((size_t)n, sizeof(*ev));
+	struct target **tg = calloc((size_t)n, sizeof(*tg));
+	struct change_event **part = calloc((size_t)n, sizeof(*part));
+	int *where = calloc((size_t)n, sizeof(*where));
+	enum sink_result *verdicts = calloc((size_t)n, sizeof(*verdicts));
+	int rc = PGR_RETRY;
+
+	if (ev == NULL || tg == NULL || part == NULL || where == NULL ||
+	    verdicts == NULL) {
+		snprintf(err, errlen, "out of memory for a batch of %d", n);
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		v[i].rc = SINK_REJECT;
+		if (decode_valid(ts, msgs[i], &ev[i], &tg[i], &v[i].stage, &v[i].rule,
+		    v[i].why, sizeof(v[i].why)) < 0)
+			tg[i] = NULL;
+	}
+	for (int t = 0; t < ts->n; t++) {
+		int np = 0;
+
+		for (int i = 0; i < n; i++)
+			if (tg[i] == &ts->t[t] && v[i].rc == SINK_REJECT) {
+				where[np] = i;
+				part[np++] = &ev[i];
+			}
+		if (np == 0)
+			continue;
+		if ((rc = apply_table(db, &ts->t[t], part, np, verdicts, err, errlen)) < 0)
+			goto out;
+		for (int k = 0; k < np; k++) {
+			v[where[k]].rc = verdicts[k];
+			tg[where[k]] = NULL;	/* done */
+		}
+	}
+	rc = 0;
+out:
+	if (ev != NULL)
+		for (int i = 0; i < n; i++)
+			codec_event_free(&ev[i]);
+	free(ev);
+	free(tg);
+	free(part);
+	free(where);
+	free(verdicts);
+	return rc;
+}
+
+/* On each new connection to B: the tables' registrations and functions. */
+static int
+prepare_connection(PGconn *db, void *opaque, char *err, size_t errlen)
+{
+	const struct tables *ts = opaque;
+
+	for (int i = 0; i < ts->n; i++) {
+		int rc = target_ensure(db, ts->cfg, &ts->t[i], err, errlen);
+
+		if (rc < 0)
+			return rc == PGR_CONFIG ? PGR_RETRY : rc;
+	}
+	return 0;
+}
+
+/*
+ * Reads each table's description from B, compiles its rules, registers it
+ * and makes its apply function, before joining the group, so that a
+ * configuration B contradicts stops the consumer at once.  Retries while
+ * B cannot answer.  0, CFG_EXIT_CONFIG, or 0 with ts->n < count when a
+ * stop was asked.
+ */
+static int
+load_tables(const struct cfg *cfg, struct tables *ts)
+{
+	char err[2048];
+	int attempt = 0;
+
+	while (!worker_stop) {
+		PGconn *db = db_connect(cfg->target_dsn, "pgrelay-consumer", err,
+		    sizeof(err));
+		int rc = PGR_RETRY;
+
+		if (db != NULL && db_require_schema(db, "target", 5, err, sizeof(err)) < 0) {
+			log_error("target database: %s; apply sql/target/*.sql to it", err);
+			PQfinish(db);
+			worker_sleep_ms(worker_backoff_ms(attempt++));
+			continue;
+		}
+		if (db != NULL) {
+			rc = 0;
+			for (ts->n = 0; ts->n < cfg->ntables && rc == 0; ts->n++) {
+				rc = target_load(db, cfg, &cfg->tables[ts->n],
+				    &ts->t[ts->n], err, sizeof(err));
+				if (rc == 0 && (rc = target_ensure(db, cfg, &ts->t[ts->n],
+				    err, sizeof(err))) < 0)
+					target_free(&ts->t[ts->n]);
+				if (rc < 0)
+					break;
+			}
+			PQfinish(db);
+		}
+		if (rc == 0)
+			return 0;
+		for (int i = 0; i < ts->n; i++)
+			target_free(&ts->t[i]);
+		ts->n = 0;
+		if (rc == PGR_CONFIG) {
+			log_error("%s", err);
+			return CFG_EXIT_CONFIG;
+		}
+		int ms = worker_backoff_ms(attempt++);
+		log_error("target database: %s; retrying in %d ms", err, ms);
+		worker_notify_alive(NULL);	/* waiting on B is not hung */
+		worker_sleep_ms(ms);
+	}
+	return 0;
 }
 
 int
 main(int argc, char **argv)
 {
-	struct rules rules;
 	struct cfg *cfg = worker_start(argc, argv, "consumer",
 	    "usage: pgrelay-consumer -c CONFIG\n"
-	    "Applies the CDC topic's changes to the target database as one member\n"
+	    "Applies the CDC topics' changes to the target database as one member\n"
 	    "of the consumer group.", NULL);
+	struct tables ts = { .cfg = cfg };
+	const char **topics = calloc((size_t)cfg->ntables, sizeof(*topics));
+	int rc;
 
-	rule_init(&rules, cfg);
-	struct sink_ops ops = {
-		.appname = "pgrelay-consumer",
-		.schema_component = "target",
-		.schema_version = 4,	/* TRUNCATE and its horizon */
-		.group_id = cfg->group_id,
-		.topic = cfg->cdc_topic,
-		.partitions = cfg->partitions,
-		.partitions_key = "kafka.partitions",
-		.dlq_topic = cfg->dlq_topic,
-		.batch_size = cfg->consumer_batch_size,
-		.batch_timeout_ms = cfg->consumer_batch_timeout_ms,
-		.apply = apply_message,
-		.apply_batch = apply_batch,
-		.opaque = &rules,
-	};
-	int rc = sink_run(cfg, &ops);
-
+	ts.t = calloc((size_t)cfg->ntables, sizeof(*ts.t));
+	if (ts.t == NULL || topics == NULL) {
+		log_error("out of memory for %d tables", cfg->ntables);
+		return 1;
+	}
+	rc = load_tables(cfg, &ts);
+	if (rc == 0 && ts.n == cfg->ntables) {
+		for (int i = 0; i < cfg->ntables; i++)
+			topics[i] = cfg->tables[i].topic;
+		struct sink_ops ops = {
+			.appname = "pgrelay-consumer",
+			.schema_component = "target",
+			.schema_version = 5,	/* any table: pgrelay_targets */
+			.group_id = cfg->group_id,
+			.topics = topics,
+			.ntopics = cfg->ntables,
+			.partitions = cfg->partitions,
+			.partitions_key = "kafka.partitions",
+			.dlq_topic = cfg->dlq_topic,
+			.batch_size = cfg->consumer_batch_size,
+			.batch_timeout_ms = cfg->consumer_batch_timeout_ms,
+			.apply = apply_message,
+			.apply_batch = apply_batch,
+			.on_connect = prepare_connection,
+			.opaque = &ts,
+		};
+		rc = sink_run(cfg, &ops);
+	}
+	for (int i = 0; i < ts.n; i++)
+		target_free(&ts.t[i]);
+	free(ts.t);
+	free(topics);
 	cfg_free(cfg);
 	return rc;
 }

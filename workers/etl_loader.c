@@ -100,11 +100,13 @@ main(int argc, char **argv)
 	    "usage: pgrelay-etl_loader -c CONFIG\n"
 	    "Loads the ETL topic into department_employee as one member of the\n"
 	    "ETL consumer group.", NULL);
+	const char *const topics[] = { cfg->etl_topic };
 	struct sink_ops ops = {
 		.appname = "pgrelay-etl_loader",
 		.schema_component = "etl",
 		.group_id = cfg->etl_group_id,
-		.topic = cfg->etl_topic,
+		.topics = topics,
+		.ntopics = 1,
 		.partitions = cfg->etl_partitions,
 		.partitions_key = "etl.partitions",
 		.dlq_topic = cfg->etl_dlq_topic,

@@ -35,7 +35,7 @@ compare_ab "after the snapshot" =3000
 
 # The newest TRUNCATE A captured and B's truncate horizon (0 if none).
 last_truncate() { qa -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_changes WHERE action = 't'"; }
-b_horizon() { qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon"; }
+b_horizon() { qb -c "SELECT horizon FROM pgrelay_targets WHERE target = 'employees'::regclass"; }
 
 # no_extra_on_b WHAT: one TAP line: every emp_id on B is on A.
 no_extra_on_b() {

@@ -69,7 +69,8 @@ ok $((! $?)) "no consumer reset its offset past the gap"
 # README's recovery: a re-snapshot into an emptied B.
 stop_worker sup
 is "$?" 0 "pgrelayd stopped for the recovery"
-qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon"
+qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon;
+       UPDATE pgrelay_targets SET horizon = 0, truncated_at = NULL WHERE target = 'employees'::regclass"
 qa -c "DELETE FROM pgrelay_snapshot_state"
 NOTIFY_SOCKET=$T_DIR/systemd.sock start_worker sup pgrelayd -c "$CONF"
 wait_until 60 same_rows

@@ -124,7 +124,8 @@ CONF
 reset_pipeline() {
 	qa -c "TRUNCATE employees RESTART IDENTITY;
 	       TRUNCATE pgrelay_changes, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY" &&
-	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon RESTART IDENTITY"
+	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_offsets, pgrelay_truncate_horizon RESTART IDENTITY;
+	        UPDATE pgrelay_targets SET horizon = 0, truncated_at = NULL WHERE target = 'employees'::regclass"
 }
 
 # start_worker NAME KIND [args...]: runs $BIN/pgrelay-KIND (or $BIN/KIND
@@ -318,11 +319,12 @@ changes_since() { qa -c "SELECT count(*) FROM pgrelay_changes WHERE change_id > 
 # TRUNCATE, and B must keep no version below it.
 versions_match() {
 	local last horizon below
-	last=$(qa -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_changes WHERE action = 't'")
-	horizon=$(qb -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_truncate_horizon")
+	local emp="rel = (SELECT id FROM pgrelay_tables WHERE relid = 'employees'::regclass)"
+	last=$(qa -c "SELECT coalesce(max(change_id), 0) FROM pgrelay_changes WHERE action = 't' AND $emp")
+	horizon=$(qb -c "SELECT horizon FROM pgrelay_targets WHERE target = 'employees'::regclass")
 	below=$(qb -c "SELECT count(*) FROM pgrelay_row_version WHERE change_id < $horizon")
 	qa -c "SELECT DISTINCT ON (key::int) key::int, change_id, action = 'd'
-	         FROM pgrelay_changes WHERE action <> 't' AND change_id > $last
+	         FROM pgrelay_changes WHERE action <> 't' AND change_id > $last AND $emp
 	        ORDER BY key::int, change_id DESC" > "$T_DIR/a.versions"
 	qb -c "SELECT emp_id, change_id, deleted FROM pgrelay_row_version
 	        WHERE change_id > $horizon ORDER BY emp_id" > "$T_DIR/b.versions"

@@ -717,6 +717,24 @@ from_event(struct sbuf *b, enum pgt_class cls, const char *type, const char *v)
 	}
 }
 
+/* The type to cast an event's value to, for a type name without its
+ * modifier: "character" and "bit" without a length mean character(1) and
+ * bit(1) in SQL, and an explicit cast to them truncates; bpchar and varbit
+ * do not, and the column's own length then checks the value. */
+static const char *
+unbounded(const char *type)
+{
+	if (strcmp(type, "character") == 0)
+		return "bpchar";
+	if (strcmp(type, "character[]") == 0)
+		return "bpchar[]";
+	if (strcmp(type, "bit") == 0)
+		return "varbit";
+	if (strcmp(type, "bit[]") == 0)
+		return "varbit[]";
+	return type;
+}
+
 char *
 relmap_sql_from_event(PGconn *db, const struct rel_col *col, const char *alias)
 {
@@ -727,11 +745,12 @@ relmap_sql_from_event(PGconn *db, const struct rel_col *col, const char *alias)
 		return NULL;
 	if (col->cls == PGT_ARRAY) {
 		sb_add(&b, "CASE WHEN %s IS NOT NULL THEN ARRAY(SELECT ", x);
-		from_event(&b, col->elem_cls, col->elem_type, "pgrelay_u.e");
+		from_event(&b, col->elem_cls, unbounded(col->elem_type), "pgrelay_u.e");
 		sb_add(&b, " FROM json_array_elements_text(%s) WITH ORDINALITY AS "
-		    "pgrelay_u(e, i) ORDER BY pgrelay_u.i)::%s END", x, col->cast);
+		    "pgrelay_u(e, i) ORDER BY pgrelay_u.i)::%s END", x,
+		    unbounded(col->cast));
 	} else {
-		from_event(&b, col->cls, col->cast, x);
+		from_event(&b, col->cls, unbounded(col->cast), x);
 	}
 	free(x);
 	return sb_done(&b);

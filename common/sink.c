@@ -650,6 +650,43 @@ wake_fetchers(struct consumer *c)
 	rd_kafka_topic_partition_list_destroy(parts);
 }
 
+/* Waits until rk's brokers know every topic of ops (up to 30 s).  A topic
+ * created a moment ago may not be in the metadata the group's first
+ * assignment uses: the member would then read the other topics and not
+ * that one until librdkafka's next metadata refresh (minutes: test 38). */
+static void
+wait_topics_known(struct consumer *c)
+{
+	int64_t until = mono_ms() + 30000;
+
+	for (int i = 0; i < c->ops->ntopics && !worker_stop; i++) {
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, c->ops->topics[i], NULL);
+
+		while (rkt != NULL && !worker_stop) {
+			const struct rd_kafka_metadata *md = NULL;
+			rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 0, rkt, &md, 2000);
+			int known = e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+			    md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			    md->topics[0].partition_cnt > 0;
+
+			if (md != NULL)
+				rd_kafka_metadata_destroy(md);
+			if (known)
+				break;
+			if (mono_ms() > until) {
+				log_warn("topic %s is not in the brokers' metadata yet (%s); "
+				    "it is read once librdkafka sees it", c->ops->topics[i],
+				    rd_kafka_err2str(e));
+				break;
+			}
+			worker_notify_alive(NULL);
+			worker_sleep_ms(200);
+		}
+		if (rkt != NULL)
+			rd_kafka_topic_destroy(rkt);
+	}
+}
+
 /* Frees the batch buffers (the messages in them are destroyed elsewhere). */
 static void
 batch_free(struct consumer *c)
@@ -717,6 +754,7 @@ sink_run(const struct cfg *cfg, const struct sink_ops *ops)
 		return CFG_EXIT_CONFIG;
 	}
 	c.queue = rd_kafka_queue_get_consumer(c.rk);	/* not NULL: group.id is set */
+	wait_topics_known(&c);
 	topics = rd_kafka_topic_partition_list_new(ops->ntopics);
 	for (int i = 0; i < ops->ntopics; i++) {
 		int w = snprintf(tlist + tn, sizeof(tlist) - tn, "%s%s", i ? ", " : "",

@@ -147,7 +147,7 @@ target_ensure(PGconn *db, const struct cfg *cfg, struct target *tg, char *err,
 	params[0] = text;
 	params[1] = APPLY_RETURNS;
 	params[2] = body;
-	res = db_query(db, "SELECT n, pgrelay_ensure_function(n, 'p_rows json', $2, $3) "
+	res = db_query(db, "SELECT n, pgrelay_ensure_function(n, 'p_rows json', 'json', $2, $3) "
 	    "FROM (SELECT 'pgrelay_apply_' || left(md5($1), 16) AS n) f", 3, params,
 	    err, errlen);
 	if (res == NULL)

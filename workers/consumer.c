@@ -1,59 +1,58 @@
 /*
  * consumer.c - pgrelay-consumer: one member of the CDC consumer group;
- * applies the CDC topic's changes to B's employees table, exactly once in
- * effect.  The batching, offsets-in-B, rebalance and DLQ machinery is the
- * shared engine in common/sink.c; this file is what is CDC-specific: decode,
- * validate, apply one change.
+ * applies the changes of every configured table (cdc.tables; each its own
+ * topic, all in one group) to B, exactly once in effect.  The batching,
+ * offsets-in-B (per topic and partition), rebalance and DLQ machinery is
+ * the shared engine in common/sink.c; a table on B (its description, rules,
+ * registration and apply function) is common/target.c; this file is what
+ * is CDC-specific: decode, validate, split a batch by table, replay the
+ * verdicts.
  *
  * NOTES
  *
+ * Start.  Before joining the group the member reads each target table
+ * from B's catalog, compiles its rules against it, registers it in
+ * pgrelay_targets (its version table) and makes its apply function
+ * (target.c): a configuration B contradicts (a missing table, a rule on a
+ * missing column or of the wrong type) exits 78 with file:line.  Each new
+ * connection to B does the registration and the function again (cheap
+ * when they exist).
+ *
  * Versions.  Each row in B keeps the change_id of the last change applied
- * to it (pgrelay_row_version, kept after a delete);
- * pgrelay_apply_employee() applies a change only if it is newer (a
- * snapshot row also if equal).  So a replayed batch, a message a producer
- * sent twice, or a snapshot row older than what B holds can never apply a
- * change twice or move a row back.  Both apply functions first take the
- * row's version lock, inserting the version of a row B has none of, so
- * two members applying one row at once (a partition briefly shared in a
- * rebalance, a stopped member that wakes up) go one after the other and
- * the newer version wins, a new row's included (schema version 3; test
- * 35).
+ * to it in its table's version table (kept after a delete); the apply
+ * function applies a change only if it is newer (a snapshot row also if
+ * equal), first claiming the row's version lock, a new row's too, in key
+ * order, so two members applying one row at once go one after the other
+ * and the newer version wins (schema version 3's rule, per table).
  *
- * Batches.  A batch is applied set-based: the changes are decoded and
- * checked here, the newest change of each row in the batch (what applying
- * them one by one would leave) goes to pgrelay_apply_employees() in one
- * statement, and the versions B held before tell which changes were
- * applied and which were stale.  If B refuses the batch as data, the
- * engine re-runs it through apply_message(), a change at a time.
+ * Batches.  A batch is decoded and checked here and split by table (by
+ * topic); each table's part goes to its function in one statement, the
+ * newest change of each row (rows told apart by their key's text,
+ * codec_key_text) and the newest TRUNCATE; tables in the config's order,
+ * all in the batch's one B transaction.  So a batch is atomic on B across
+ * tables, but a transaction of A that wrote several tables reaches B in as
+ * many batches as its changes' partitions and topics were read in: not
+ * atomic.  The function returns the version B had of each element's row
+ * (by ordinal) and its horizon; the verdicts replay the table's changes in
+ * batch order over them.  If B refuses the batch as data, the engine
+ * re-runs it through apply_message(), a change at a time: the same
+ * function with a batch of one.
  *
- * Rules.  A change failing a rule (common/validation.c) is not applied and
- * goes to the DLQ; B keeps the row's last valid version.
+ * Rules.  A change failing a rule of its table (common/validation.c) is not
+ * applied and goes to the DLQ; B keeps the row's last valid version.
  *
  * TRUNCATE.  A TRUNCATE on A (op "t", version T) comes on every partition
- * (workers/producer.c).  B applies it once, on the first partition it
- * arrives by: every row whose version is below T goes, with its version,
- * and T becomes B's truncate horizon (pgrelay_truncate_horizon), below
- * which any change arriving later, from another partition's backlog, is
- * stale, for a row B never had too; on the other partitions it is stale
- * (schema version 4, sql/target/004_truncate.sql).  It runs alone on B
- * (an exclusive lock that every apply takes shared).  In a batch the
- * newest TRUNCATE goes to pgrelay_apply_employees() with the newest
- * change of each row, and the result is what applying the batch's
- * messages one by one would leave: one by one, a row's version and the
- * horizon only grow, and a row ends as the newest event that reached it
- * (its version before, its changes, the TRUNCATEs), in any order (the
- * SQL function's header has the details).  The verdicts replay the
- * batch in its order over the versions B had and its horizon before the
- * batch: a change below the horizon in force at its place is stale, and
- * a row whose version is below it is gone, then new again.  B never shows
- * a row from before T beside one from after it: a change above T follows
- * T on its partition, so the batch that applies T first deletes the old
- * rows in its own transaction.  Not atomic: the changes after T of the
- * TRUNCATE's own transaction reach B per partition, in several batches.
- * A batch applied a message at a time (B refused a value) takes the
- * truncate lock shared for a change, then exclusively for a TRUNCATE:
- * two such members, or one and a member waiting on a row it holds, can
- * deadlock; PostgreSQL ends one, and its batch is retried.
+ * of its table's topic.  B applies it once, on the first partition it
+ * arrives by: every row of that table whose version is below T goes, with
+ * its version, and T becomes the table's horizon (pgrelay_targets), below
+ * which a change arriving later, from another partition's backlog, is
+ * stale, for a row B never had too; on the other partitions it is stale.
+ * It runs alone on the table (its advisory lock (1885828466, id), taken
+ * shared by every apply of the table's changes).  In a batch, the result
+ * is what applying the messages one by one would leave (004_truncate.sql
+ * has the argument).  A batch applied a message at a time takes the lock
+ * shared for a change, then exclusively for a TRUNCATE: two such members
+ * can deadlock; PostgreSQL ends one, and its batch is retried.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>

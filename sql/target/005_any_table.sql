@@ -115,15 +115,15 @@ END
 $$;
 
 -- Creates function p_name(p_args) RETURNS p_returns in plpgsql with body
--- p_body, unless one of that name and arguments exists (the name is a hash
--- of the body: same name, same function).  Under the setup lock, so two
+-- p_body, unless p_name(p_types) exists (p_types: p_args' types alone; the
+-- name is a hash of the body: same name, same function).  Under the setup lock, so two
 -- consumers never race a CREATE.  Returns whether it created it.
 CREATE OR REPLACE FUNCTION pgrelay_ensure_function(p_name text, p_args text,
-    p_returns text, p_body text) RETURNS boolean
+    p_types text, p_returns text, p_body text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(1885828466, 0);
-    IF to_regprocedure(format('%I(%s)', p_name, p_args)) IS NOT NULL THEN
+    IF to_regprocedure(format('%I(%s)', p_name, p_types)) IS NOT NULL THEN
         RETURN false;
     END IF;
     EXECUTE format('CREATE FUNCTION %I(%s) RETURNS %s LANGUAGE plpgsql AS %L',

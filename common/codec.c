@@ -75,8 +75,12 @@ codec_decode_event(const void *buf, size_t len, struct change_event *out,
 
 	src = json_object_get(ev, "source");
 	v = src ? json_object_get(src, "change_id") : NULL;
-	if (!json_is_object(src) || !json_is_integer(v) || json_integer_value(v) <= 0) {
-		snprintf(err, errlen, "source.change_id: expected an integer above 0");
+	/* a snapshot row of a row A changed before its capture began has
+	 * no change of its own: version 0 */
+	if (!json_is_object(src) || !json_is_integer(v) ||
+	    json_integer_value(v) < (out->op == 'r' ? 0 : 1)) {
+		snprintf(err, errlen, "source.change_id: expected an integer above 0 "
+		    "(0 or above for a snapshot row)");
 		goto fail;
 	}
 	out->change_id = json_integer_value(v);

@@ -814,13 +814,14 @@ load_tables(struct cfg *cfg, config_setting_t *list, char *err, size_t errlen)
 {
 	int n = config_setting_length(list);
 
-	if (config_setting_type(list) != CONFIG_TYPE_LIST || n == 0) {
+	if (config_setting_type(list) != CONFIG_TYPE_LIST) {
 		snprintf(err, errlen, "%s:%d: cdc.tables: expected a list of tables, "
 		    "( { source = \"public.employees\"; }, ... ), got %s", cfg->path,
-		    config_setting_source_line(list), n == 0 ? "an empty one" :
-		    type_name(config_setting_type(list)));
+		    config_setting_source_line(list), type_name(config_setting_type(list)));
 		return -1;
 	}
+	if (n == 0)
+		return 0;	/* (): the default, as if absent */
 	if ((cfg->tables = calloc((size_t)n, sizeof(*cfg->tables))) == NULL) {
 		snprintf(err, errlen, "%s: out of memory", cfg->path);
 		return -1;

@@ -559,7 +559,7 @@ relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias)
 	struct sbuf b = { 0 };
 	int n = 0;
 
-	sb_add(&b, "NULLIF(concat_ws('; '");
+	sb_add(&b, "NULLIF(concat_ws('; '::text");
 	for (int i = 0; i < r->ncols; i++) {
 		const struct rel_col *c = &r->cols[i];
 		enum pgt_class e = c->cls == PGT_ARRAY ? c->elem_cls : c->cls;
@@ -578,7 +578,7 @@ relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias)
 		}
 		/* concat_ws takes at most 100 arguments: nest every 90 */
 		if (++n % 90 == 0)
-			sb_add(&b, ", concat_ws('; '");
+			sb_add(&b, ", concat_ws('; '::text");
 		if (c->cls == PGT_DATE)
 			sb_add(&b, ", CASE WHEN NOT (%s BETWEEN DATE '0001-01-01' AND "
 			    "DATE '9999-12-31') THEN format('%%s ''%%s'' is outside "
@@ -612,6 +612,10 @@ relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias)
 	for (int k = n / 90; k >= 0; k--)
 		sb_add(&b, ")");
 	sb_add(&b, ", '')");
+	if (n == 0 && !b.failed) {	/* every value of the table can be carried */
+		b.len = 0;
+		sb_add(&b, "NULL::text");
+	}
 	return sb_done(&b);
 }
 

@@ -423,6 +423,11 @@ main(void)
 	    "source.change_id: expected an integer above 0");
 	rejects("{\"op\":\"c\",\"source\":{\"change_id\":0},\"after\":{\"emp_id\":1}}",
 	    "source.change_id: expected an integer above 0");
+	rejects("{\"op\":\"r\",\"source\":{\"change_id\":-1},\"after\":{\"emp_id\":1}}",
+	    "source.change_id: expected an integer above 0");
+	accepts_for(emp, "{\"op\":\"r\",\"source\":{\"change_id\":0},\"after\":"
+	    "{\"emp_id\":1,\"dob\":13514,\"salary\":20000}}",
+	    "a snapshot row of version 0 (no change of it captured)");
 	rejects("{\"op\":\"c\",\"source\":{\"change_id\":\"1\"},\"after\":{\"emp_id\":1}}",
 	    "source.change_id: expected an integer above 0");
 	rejects("{\"op\":\"c\",\"source\":{\"change_id\":1,\"txId\":\"9\"},\"after\":{\"emp_id\":1}}",

@@ -254,6 +254,86 @@ test_kafka_properties(void)
 	check_kafka("kpnone.conf", 0644, 1, BASE, "");
 }
 
+#define TBASE \
+	"source = { dsn = \"host=a\"; };\n" \
+	"target = { dsn = \"host=b\"; };\n" \
+	"kafka = { brokers = \"b1:9092\"; };\n"
+
+/* cdc.tables: defaults, rules, and the errors of its form. */
+static void
+test_tables(void)
+{
+	struct cfg *cfg;
+
+	is_str(load_err("t0.conf", TBASE, &cfg), "", "without cdc.tables: loads");
+	ok(cfg != NULL && cfg->ntables == 1 && !cfg->tables_given &&
+	    strcmp(cfg->tables[0].source, "public.employees") == 0 &&
+	    strcmp(cfg->tables[0].topic, "pgrelay.public.employees") == 0 &&
+	    cfg->tables[0].nrules == 3 &&
+	    strcmp(cfg->tables[0].rules[2].name, "salary.min") == 0 &&
+	    strcmp(cfg->tables[0].rules[2].op, ">") == 0 &&
+	    strcmp(cfg->tables[0].rules[2].value, "10000") == 0,
+	    "one table, public.employees, on kafka.cdc_topic, with the rules group's rules");
+	cfg_free(cfg);
+
+	is_str(load_err("t1.conf", TBASE "cdc = { tables = (\n"
+	    "  { source = \"sales.\\\"Order Items\\\"\"; exclude = [\"card\"];\n"
+	    "    rules = [ \"qty >= 1\", \"note <> 'x y'\", \"Price != 0\",\n"
+	    "              \"\\\"My Col\\\" <= 2020-01-01\" ]; },\n"
+	    "  { source = \"employees\"; target = \"copy.emp\"; topic = \"e\"; }\n"
+	    "); };\n", &cfg), "", "cdc.tables with two tables loads");
+	ok(cfg != NULL && cfg->ntables == 2 && cfg->tables_given &&
+	    strcmp(cfg->tables[0].topic, "pgrelay.sales.Order Items") == 0 &&
+	    strcmp(cfg->tables[0].target, cfg->tables[0].source) == 0 &&
+	    cfg->tables[0].exclude != NULL && strcmp(cfg->tables[0].exclude[0], "card") == 0 &&
+	    cfg->tables[0].exclude[1] == NULL && cfg->tables[0].include == NULL,
+	    "a table's topic is kafka.topic_prefix.schema.table and its target its source");
+	ok(cfg != NULL && cfg->tables[0].nrules == 4 &&
+	    strcmp(cfg->tables[0].rules[0].name, "qty.min") == 0 &&
+	    strcmp(cfg->tables[0].rules[1].op, "<>") == 0 &&
+	    strcmp(cfg->tables[0].rules[1].value, "x y") == 0 &&
+	    strcmp(cfg->tables[0].rules[1].name, "note.ne") == 0 &&
+	    strcmp(cfg->tables[0].rules[2].column, "price") == 0 &&
+	    strcmp(cfg->tables[0].rules[2].op, "<>") == 0 &&
+	    strcmp(cfg->tables[0].rules[3].column, "My Col") == 0 &&
+	    strcmp(cfg->tables[0].rules[3].name, "My Col.max") == 0 &&
+	    cfg->tables[0].rules[3].line == 7,
+	    "rules: quoted values and names, != as <>, plain names folded, each with its line");
+	ok(cfg != NULL && cfg->tables[1].nrules == 3 &&
+	    strcmp(cfg->tables[1].topic, "e") == 0 &&
+	    strcmp(cfg->tables[1].target, "copy.emp") == 0,
+	    "employees without rules of its own takes the rules group's");
+	cfg_free(cfg);
+
+	is_str(load_err("tempty.conf", TBASE "cdc = { tables = (); };\n", &cfg), "",
+	    "an empty cdc.tables loads");
+	ok(cfg != NULL && cfg->ntables == 1 && strcmp(cfg->tables[0].source,
+	    "public.employees") == 0, "and is the default table");
+	cfg_free(cfg);
+
+	check_error("tnosrc.conf", TBASE "cdc = { tables = ( { topic = \"x\"; } ); };\n",
+	    "tnosrc.conf:4: cdc.tables: source: missing key");
+	check_error("tkey.conf", TBASE "cdc = { tables = ( { source = \"a\"; colour = 1; } ); };\n",
+	    "tkey.conf:4: cdc.tables: colour: unknown key");
+	check_error("tname.conf", TBASE "cdc = { tables = ( { source = \"a.b.c\"; } ); };\n",
+	    "tname.conf:4: cdc.tables: source: \"a.b.c\" is not a table name");
+	check_error("ttwice.conf", TBASE "cdc = { tables = (\n { source = \"a\"; },\n"
+	    " { source = \"a\"; topic = \"t2\"; }\n); };\n",
+	    "ttwice.conf:6: cdc.tables: source: the same as the table at line 5");
+	check_error("ttopic.conf", TBASE "cdc = { tables = (\n { source = \"a\"; topic = \"t\"; },\n"
+	    " { source = \"b\"; topic = \"t\"; }\n); };\n",
+	    "ttopic.conf:6: cdc.tables: topic: the same as the table at line 5");
+	check_error("tdlq.conf", TBASE "cdc = { tables = ( { source = \"a\"; topic = \"pgrelay.dlq\"; } ); };\n",
+	    "tdlq.conf:4: cdc.tables: topic: pgrelay.dlq is kafka.dlq_topic");
+	check_error("trule.conf", TBASE "cdc = { tables = ( { source = \"a\";\n"
+	    "  rules = [ \"x > 1\",\n \"y >> 2\" ]; } ); };\n",
+	    "trule.conf:6: cdc.tables: rules: \"y >> 2\" is not a rule");
+	check_error("trule2.conf", TBASE "cdc = { tables = ( { source = \"a\"; rules = [ \"x\" ]; } ); };\n",
+	    "trule2.conf:4: cdc.tables: rules: \"x\" is not a rule");
+	check_error("tlist.conf", TBASE "cdc = { tables = { source = \"a\"; }; };\n",
+	    "tlist.conf:4: cdc.tables: expected a list of tables");
+}
+
 int
 main(void)
 {
@@ -266,6 +346,7 @@ main(void)
 	unsetenv("PGRELAY_SOURCE_DSN");
 	unsetenv("PGRELAY_TARGET_DSN");
 	unsetenv("RUNTIME_DIRECTORY");
+	test_tables();
 
 	is_str(load_err("base.conf", BASE, &cfg), "", "a minimal config loads");
 	is_str(cfg->brokers, "b1:9092", "kafka.brokers from the file");

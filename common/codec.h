@@ -80,47 +80,4 @@ void codec_days_to_date(int32_t days, char *buf, size_t len);
 #define CODEC_DOB_MIN_DAYS (-719162)
 #define CODEC_DOB_MAX_DAYS 2932896
 
-/*
- * The employees-only encoders of the producer and the snapshot (the lead's
- * files).  They go when the generic producer lands; nothing on B uses them.
- */
-#define CODEC_TEXT_MAX 100	/* characters in a VARCHAR(100) column */
-
-struct emp_row {
-	int32_t emp_id;
-	char *first_name;	/* NULL is SQL NULL */
-	char *last_name;
-	char *city;
-	int has_dob;
-	int32_t dob_days;
-	int has_salary;
-	int32_t salary;
-};
-
-struct change {
-	char op;		/* 'c', 'u', 'd', 'r' or 't' (no row) */
-	int64_t change_id;
-	int64_t txid;
-	int64_t ts_ms;
-	int has_before;
-	int has_after;
-	struct emp_row before;
-	struct emp_row after;
-};
-
-/* The row a change is about: after for c/u/r, before for d; for t an
- * empty row. */
-const struct emp_row *codec_change_row(const struct change *c);
-
-/* A malloc'd JSON value (NUL-terminated, *len without the NUL) or NULL
- * when a value cannot be carried (codec_check_row() says which) or memory
- * runs out. */
-char *codec_encode_change(const struct change *c, const char *dbname, size_t *len);
-
-/* 0 if codec_encode_change() can carry row r, else -1 with why. */
-int codec_check_row(const struct emp_row *r, char *why, size_t whylen);
-
-/* Writes the key {"emp_id":N} into buf; returns its length. */
-size_t codec_encode_key(int32_t emp_id, char *buf, size_t len);
-
 #endif

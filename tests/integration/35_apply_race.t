@@ -6,10 +6,9 @@
 # applies its change (it waits for session 1, or not); session 1 commits,
 # then session 2.  Whatever the order, the newest version must be what B
 # keeps (the row in employees and its pgrelay_row_version), and each
-# apply's answer must say what it did: pgrelay_apply_employee()'s
-# 'applied' or 'stale', and for pgrelay_apply_employees() the version B
-# had, from which the consumer counts a change applied or stale (newer()
-# in workers/consumer.c).  Cases: a new row, both commit orders, each
+# apply's answer must say what it did: the version B had, from which the
+# consumer counts a change applied or stale (newer() in
+# workers/consumer.c).  Cases: a new row, both commit orders, each
 # function and the two mixed; a delete against an insert; an existing row;
 # a deleted row (tombstone) created again.  Then two sessions apply
 # overlapping batches of new rows flat out, in opposite key orders: no
@@ -18,6 +17,16 @@
 
 reset_pipeline >/dev/null
 ok $? "pipeline tables reset"
+
+# The consumer makes employees' apply function on B (pgrelay_targets.apply_fn)
+# when it starts; this test then calls it directly.
+CONF=$(write_config)
+start_worker c consumer -c "$CONF"
+wait_until 30 'test -n "$(qb -c "SELECT apply_fn FROM pgrelay_targets WHERE target = '\''employees'\''::regclass")"'
+stop_worker c
+FN=$(qb -c "SELECT apply_fn FROM pgrelay_targets WHERE target = 'employees'::regclass")
+[ -n "$FN" ]
+ok $? "the consumer made employees' apply function ($FN)"
 
 declare -A S_FD=() S_PID=()
 
@@ -69,18 +78,16 @@ sess_waits() {
 }
 
 # apply_sql FUNC OP VERSION ID: the statement that applies one change of
-# row ID; FUNC is set (pgrelay_apply_employees) or one
-# (pgrelay_apply_employee).  The change's first_name is OP and VERSION
-# (c12), so the row on B tells which change wrote it.
+# row ID through employees' apply function, as the consumer calls it: in a
+# batch (set) or alone (one: a batch of one, when B refused a batch and
+# the consumer applies its messages one at a time).  The change's
+# first_name is OP and VERSION (c12), so the row on B tells which change
+# wrote it.
 apply_sql() {
 	local f=$1 op=$2 v=$3 id=$4
-	if [ "$f" = set ]; then
-		echo "SELECT emp_id, had FROM pgrelay_apply_employees('[{\"op\":\"$op\",
-		  \"emp_id\":$id,\"version\":$v,\"first_name\":\"$op$v\",\"last_name\":\"race\",
-		  \"dob\":14000,\"city\":\"c\",\"salary\":20000}]'::json) ORDER BY emp_id;"
-	else
-		echo "SELECT pgrelay_apply_employee('$op', $id, $v, '$op$v', 'race', 14000, 'c', 20000);"
-	fi
+	echo "SELECT pgrelay_ord, pgrelay_had FROM $FN('[{\"op\":\"$op\",\"version\":$v,
+	  \"row\":{\"emp_id\":$id,\"first_name\":\"$op$v\",\"last_name\":\"race\",
+	  \"dob\":14000,\"city\":\"c\",\"salary\":20000}}]'::json) ORDER BY 1;"
 }
 
 # newer HAS CUR OP VERSION: whether a change applies over version CUR (HAS:
@@ -94,8 +101,6 @@ verdict() {
 	out=$(grep -v '^@' "$T_DIR/s$n.out")
 	if grep -qE 'ERROR|FATAL' <<< "$out"; then
 		echo error
-	elif [ "$f" = one ]; then
-		echo "$out"
 	else
 		had=$(cut -d'|' -f2 <<< "$out")
 		if newer "$([ -n "$had" ] && echo 1 || echo 0)" "${had:-0}" "$op" "$v"; then
@@ -211,9 +216,9 @@ for s in 1 2; do
 			id=$((1000 + r * 20 + i))
 			# s1 is newer on even rows, s2 on odd ones
 			v=$((r * 100 + ( (i + s) % 2 == 1 ? 60 : 40 ) ))
-			rows="$rows${rows:+,}{\"op\":\"c\",\"emp_id\":$id,\"version\":$v,\"first_name\":\"c$v\",\"last_name\":\"s$s\",\"dob\":14000,\"city\":\"c\",\"salary\":20000}"
+			rows="$rows${rows:+,}{\"op\":\"c\",\"version\":$v,\"row\":{\"emp_id\":$id,\"first_name\":\"c$v\",\"last_name\":\"s$s\",\"dob\":14000,\"city\":\"c\",\"salary\":20000}}"
 		done
-		echo "SELECT count(*) FROM pgrelay_apply_employees('[$rows]'::json);"
+		echo "SELECT count(*) FROM $FN('[$rows]'::json);"
 	done > "$T_DIR/flat$s.sql"
 done
 psql "$PGRELAY_TARGET_DSN" -X -q -At -f "$T_DIR/flat1.sql" > "$T_DIR/flat1.out" 2>&1 &

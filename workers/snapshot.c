@@ -69,6 +69,25 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Opens the REPEATABLE READ transaction a copy reads from, and in it
+ * pgrelay_newest: each row's newest change that its snapshot sees (one
+ * pass over A's change table, which has no index on key: each would cost
+ * A's writers), the version a copied row carries.  0, or -1 with err. */
+static int
+begin_copy(struct snapshot *s, char *err, size_t errlen)
+{
+	if (db_exec(s->read, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL,
+	    err, errlen) < 0)
+		return -1;
+	return db_exec(s->read, "CREATE TEMP TABLE pgrelay_newest ON COMMIT DROP AS "
+	    "SELECT rel, key, max(change_id) AS v FROM pgrelay_changes "
+	    "WHERE action <> 't' GROUP BY rel, key", 0, NULL, err, errlen) < 0 ||
+	    db_exec(s->read, "ALTER TABLE pg_temp.pgrelay_newest ADD PRIMARY KEY (rel, key)",
+	    0, NULL, err, errlen) < 0 ||
+	    db_exec(s->read, "ANALYZE pg_temp.pgrelay_newest", 0, NULL, err, errlen) < 0 ?
+	    -1 : 0;
+}
+
 /* The query reading table t's rows after the key $1 (text[], NULL: from
  * the start), $2 at a time, each as its key, its event (op r, whose
  * version is the row's newest change the snapshot sees, or the newest
@@ -95,8 +114,8 @@ page_query(PGconn *db, const struct cdc_table *t)
 			PQfreemem(q);
 		}
 		fprintf(f, "] FROM %s x CROSS JOIN LATERAL (SELECT coalesce(greatest("
-		    "(SELECT max(c.change_id) FROM pgrelay_changes c WHERE c.rel = %d "
-		    "AND c.key = %s AND c.action <> 't'), "
+		    "(SELECT n.v FROM pg_temp.pgrelay_newest n WHERE n.rel = %d "
+		    "AND n.key = %s), "
 		    "(SELECT max(c.change_id) FROM pgrelay_changes c WHERE c.rel = %d "
 		    "AND c.action = 't')), 0) AS v) pgrelay_ver WHERE $1::text[] IS NULL OR (",
 		    t->rel->qname, t->id, ck, t->id);
@@ -250,8 +269,7 @@ copy_added(struct snapshot *s, char *err, size_t errlen)
 			continue;
 		log_info("copying %s.%s, added to the config after the first snapshot, "
 		    "while the other tables stream", t->rel->schema, t->rel->table);
-		if (db_exec(s->read, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-		    0, NULL, err, errlen) < 0)
+		if (begin_copy(s, err, errlen) < 0)
 			return -1;
 		if ((sql = page_query(s->read, t)) == NULL) {
 			snprintf(err, errlen, "out of memory");
@@ -310,8 +328,7 @@ copy_snapshot(struct snapshot *s, int force, char **cutp, char *err, size_t errl
 		return copy_added(s, err, errlen);
 	}
 	if (db_exec(s->read, RELMAP_SESSION_SQL, 0, NULL, err, errlen) < 0 ||
-	    db_exec(s->read, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-	    0, NULL, err, errlen) < 0) {
+	    begin_copy(s, err, errlen) < 0) {
 		PQclear(res);
 		return -1;
 	}

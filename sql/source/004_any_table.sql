@@ -46,8 +46,11 @@ CREATE TABLE IF NOT EXISTS pgrelay_changes (
 );
 ALTER SEQUENCE pgrelay_changes_change_id_seq OWNED BY pgrelay_changes.change_id;
 CREATE INDEX IF NOT EXISTS pgrelay_changes_txid ON pgrelay_changes (txid);
--- the snapshot reads a row's newest change, and a table's newest TRUNCATE
-CREATE INDEX IF NOT EXISTS pgrelay_changes_key ON pgrelay_changes (rel, key, change_id);
+-- No index on key: each would cost every captured write (bulk inserts
+-- took 2.2x as long with one; bench/README.md, Capture cost on A).  The
+-- snapshot reads the rows' newest changes in one pass instead.
+DROP INDEX IF EXISTS pgrelay_changes_key;
+-- the snapshot reads a table's newest TRUNCATE
 CREATE INDEX IF NOT EXISTS pgrelay_changes_truncates ON pgrelay_changes (rel, change_id)
     WHERE action = 't';
 

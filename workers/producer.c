@@ -617,6 +617,9 @@ report_long_transactions(struct producer *p)
 	    "       coalesce(application_name, '') "
 	    "  FROM pg_stat_activity "
 	    " WHERE backend_xid IS NOT NULL AND datname = current_database() "
+	    /* the snapshot's copy holds an xid (its temporary table) but
+	     * writes no change */
+	    "   AND application_name IS DISTINCT FROM 'pgrelay-snapshot' "
 	    "   AND now() - xact_start > make_interval(secs => $1::int) "
 	    " ORDER BY xact_start LIMIT 1", 1, params, err, sizeof(err));
 	if (res == NULL) {

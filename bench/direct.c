@@ -2,17 +2,23 @@
  * direct.c - the direct-apply limit: A's changes applied to B with no Kafka
  * in between, for the benchmark's "pgrelay / direct" ratios.
  *
- *   direct -s SOURCE_DSN -t TARGET_DSN -p POSFILE [-b BATCH]   stream
+ *   direct -s SOURCE_DSN -t TARGET_DSN -p POSFILE [-b BATCH] [-i MS]   stream
  *   direct -s SOURCE_DSN -t TARGET_DSN -S                      snapshot
  *
- * Stream: the producer's own window query (every change visible in the
- * current snapshot and not in the position, so no late commit is skipped),
- * fetched as one JSON array per chunk, and applied to B in one statement
- * per chunk: the newest change of each row, deletes then one batched
- * upsert.  The position (a pg_snapshot) goes to POSFILE after B commits.
- * It wakes on the trigger's NOTIFY like the producer.  No versions, no
- * offsets, no DLQ: a crash may apply a chunk twice.  It is a yardstick,
- * not a replica.
+ * Stream: the producer's own window query on pgrelay_changes (every
+ * change of employees visible in the current snapshot and not in the
+ * position, so no late commit is skipped), each change's row json turned
+ * back into employees' columns by json_populate_record, fetched as one
+ * JSON array per chunk, and applied to B in one statement per chunk: the
+ * newest change of each row, deletes then one batched upsert.  The
+ * position (a pg_snapshot) goes to POSFILE after B commits.  The capture
+ * sends no NOTIFY: it polls like the producer (workers/producer.c,
+ * run_round): a round whose snapshot is the position itself (no
+ * transaction ended since) ends after that one query, and a round that
+ * applied less than BATCH changes is followed by a wait of MS
+ * milliseconds (default 10, producer.poll_interval_ms's default).
+ * TRUNCATEs are not applied.  No versions, no offsets, no DLQ: a crash may
+ * apply a chunk twice.  It is a yardstick, not a replica.
  *
  * Snapshot: COPY employees out of A straight into COPY employees on B.
  *
@@ -22,7 +28,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <libpq-fe.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,16 +130,21 @@ snapshot(PGconn *a, PGconn *b)
 	return 0;
 }
 
+/* $5: employees' rel (pgrelay_tables.id).  The row json becomes columns
+ * after the LIMIT, once per change of the chunk. */
 static const char FETCH_SQL[] =
     "SELECT count(*), max(change_id), json_agg(x ORDER BY change_id) FROM ("
-    "  SELECT change_id, action, emp_id, first_name, last_name, dob, city, salary"
-    "    FROM emp_cdc"
-    "   WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)"
-    "     AND txid < pg_snapshot_xmax($2::pg_snapshot)"
-    "     AND pg_visible_in_snapshot(txid, $2::pg_snapshot)"
-    "     AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)"
-    "     AND change_id > $3"
-    "   ORDER BY change_id LIMIT $4) x";
+    "  SELECT c.change_id, c.action, e.emp_id, e.first_name, e.last_name,"
+    "         e.dob, e.city, e.salary"
+    "    FROM (SELECT change_id, action, row FROM pgrelay_changes"
+    "           WHERE rel = $5::int AND action <> 't'"
+    "             AND txid >= pg_snapshot_xmin($1::pg_snapshot)"
+    "             AND txid < pg_snapshot_xmax($2::pg_snapshot)"
+    "             AND pg_visible_in_snapshot(txid, $2::pg_snapshot)"
+    "             AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)"
+    "             AND change_id > $3"
+    "           ORDER BY change_id LIMIT $4) c,"
+    "         json_populate_record(NULL::employees, c.row) e) x";
 
 static const char APPLY_SQL[] =
     "WITH c AS ("
@@ -185,47 +195,57 @@ load_pos(const char *path, PGconn *a)
 		}
 	}
 	free(line);
-	/* no position yet: every change in emp_cdc is still to apply */
+	/* no position yet: every change in pgrelay_changes is still to apply */
 	PGresult *res = run(a, "SELECT (coalesce(min(txid), pg_snapshot_xmin("
 	    "pg_current_snapshot())) || ':' || coalesce(min(txid), "
-	    "pg_snapshot_xmin(pg_current_snapshot())) || ':')::text FROM emp_cdc", 0, NULL);
+	    "pg_snapshot_xmin(pg_current_snapshot())) || ':')::text FROM pgrelay_changes",
+	    0, NULL);
 	line = strdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return line;
 }
 
-/* Waits for the trigger's NOTIFY, at most ms. */
+/* Sleeps ms milliseconds (a signal ends it early). */
 static void
-wait_notify(PGconn *a, int ms)
+sleep_ms(int ms)
 {
-	struct pollfd p = { .fd = PQsocket(a), .events = POLLIN };
-	PGnotify *n;
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
 
-	if (poll(&p, 1, ms) > 0 && PQconsumeInput(a) == 0) {
-		fprintf(stderr, "direct: source: %s", PQerrorMessage(a));
-		exit(1);
-	}
-	while ((n = PQnotifies(a)) != NULL)
-		PQfreemem(n);
+	nanosleep(&ts, NULL);
 }
 
 static int
-stream(PGconn *a, PGconn *b, const char *posfile, int batch)
+stream(PGconn *a, PGconn *b, const char *posfile, int batch, int interval_ms)
 {
-	char *lo = load_pos(posfile, a), limit[16];
+	char *lo = load_pos(posfile, a), limit[16], rel[16];
 	long total = 0;
+	PGresult *r = run(a, "SELECT id FROM pgrelay_tables "
+	    "WHERE relid = to_regclass('employees')", 0, NULL);
 
+	if (PQntuples(r) != 1) {
+		fprintf(stderr, "direct: employees is not in pgrelay_tables on the source "
+		    "(apply sql/source/*.sql)\n");
+		return 1;
+	}
+	snprintf(rel, sizeof(rel), "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
 	snprintf(limit, sizeof(limit), "%d", batch);
-	PQclear(run(a, "LISTEN pgrelay_cdc", 0, NULL));
 	while (!stop) {
 		PGresult *st = run(a, "SELECT pg_current_snapshot()::text", 0, NULL);
 		char *hi = strdup(PQgetvalue(st, 0, 0)), last[24] = "0";
 		long n = 0;
 
 		PQclear(st);
+		/* the producer's idle round: no transaction ended since the
+		 * position was taken, so no change has become visible */
+		if (strcmp(hi, lo) == 0) {
+			free(hi);
+			sleep_ms(interval_ms);
+			continue;
+		}
 		for (;;) {
-			const char *params[4] = { lo, hi, last, limit };
-			PGresult *res = run(a, FETCH_SQL, 4, params);
+			const char *params[5] = { lo, hi, last, limit, rel };
+			PGresult *res = run(a, FETCH_SQL, 5, params);
 			long rows = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 
 			if (rows > 0) {
@@ -243,8 +263,8 @@ stream(PGconn *a, PGconn *b, const char *posfile, int batch)
 		free(lo);
 		lo = hi;
 		total += n;
-		if (n == 0)
-			wait_notify(a, 200);
+		if (n < batch)
+			sleep_ms(interval_ms);
 	}
 	free(lo);
 	fprintf(stderr, "direct: stopping: %ld changes applied\n", total);
@@ -255,31 +275,33 @@ int
 main(int argc, char **argv)
 {
 	const char *src = NULL, *tgt = NULL, *posfile = NULL;
-	int opt, snap = 0, batch = 5000;
+	int opt, snap = 0, batch = 5000, interval_ms = 10;
 	struct sigaction sa = { .sa_handler = on_signal };
 
-	while ((opt = getopt(argc, argv, "s:t:p:b:S")) != -1) {
+	while ((opt = getopt(argc, argv, "s:t:p:b:i:S")) != -1) {
 		switch (opt) {
 		case 's': src = optarg; break;
 		case 't': tgt = optarg; break;
 		case 'p': posfile = optarg; break;
 		case 'b': batch = atoi(optarg); break;
+		case 'i': interval_ms = atoi(optarg); break;
 		case 'S': snap = 1; break;
 		default: goto usage;
 		}
 	}
-	if (src == NULL || tgt == NULL || (!snap && posfile == NULL) || batch < 1)
+	if (src == NULL || tgt == NULL || (!snap && posfile == NULL) || batch < 1 ||
+	    interval_ms < 1)
 		goto usage;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	PGconn *a = connect_or_die(src, "source");
 	PGconn *b = connect_or_die(tgt, "target");
-	int rc = snap ? snapshot(a, b) : stream(a, b, posfile, batch);
+	int rc = snap ? snapshot(a, b) : stream(a, b, posfile, batch, interval_ms);
 	PQfinish(a);
 	PQfinish(b);
 	return rc;
 usage:
-	fprintf(stderr, "usage: direct -s SOURCE_DSN -t TARGET_DSN -p POSFILE [-b BATCH]\n"
+	fprintf(stderr, "usage: direct -s SOURCE_DSN -t TARGET_DSN -p POSFILE [-b BATCH] [-i MS]\n"
 	    "       direct -s SOURCE_DSN -t TARGET_DSN -S\n");
 	return 64;
 }

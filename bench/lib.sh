@@ -10,10 +10,18 @@ bench_die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 # empty_tables: employees on A and B, and pgrelay's state on both.
 empty_tables() {
-	# emp_cdc after employees: it also drops the record of that TRUNCATE
+	# pgrelay_changes after employees: it also drops the record of that
+	# TRUNCATE (the bench replicates employees alone; RESTART IDENTITY
+	# restarts change_id, hence B's versions and horizon go too)
 	qa -c "TRUNCATE employees RESTART IDENTITY;
-	       TRUNCATE emp_cdc, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY"
-	qb -c "TRUNCATE employees, pgrelay_row_version, pgrelay_truncate_horizon;
+	       TRUNCATE pgrelay_changes, pgrelay_producer_state, pgrelay_snapshot_state RESTART IDENTITY"
+	empty_b
+}
+
+# empty_b: B's employees, their versions (pgrelay_row_version, employees'
+# version table in pgrelay_targets) and their truncate horizon.
+empty_b() {
+	qb -c "TRUNCATE employees, pgrelay_row_version;
 	    UPDATE pgrelay_targets SET horizon = 0, truncated_at = NULL WHERE target = 'employees'::regclass"
 }
 

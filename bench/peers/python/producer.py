@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""producer.py - the seed's producer: polls A's change table emp_cdc for
-changes with a change_id greater than the last one it sent, sends each as
-JSON to a Kafka topic keyed by emp_id, and remembers the last change_id sent
-in a state file once Kafka has acknowledged the batch.
+"""producer.py - the seed's producer: polls A's change table pgrelay_changes
+for changes of employees with a change_id greater than the last one it sent,
+sends each as JSON to a Kafka topic keyed by emp_id, and remembers the last
+change_id sent in a state file once Kafka has acknowledged the batch.
 
 The naive approach on purpose: a change id is taken from a sequence when the
 trigger runs, not when its transaction commits, so a transaction that
@@ -23,12 +23,20 @@ BATCH_ROWS = 1000
 IDLE_SLEEP_S = 0.1
 STATS_EVERY_S = 10.0
 
+# employees' changes (rel: its id in pgrelay_tables); the row json (the new
+# row, or the old one for a delete) back into employees' columns.
 SELECT_CHANGES = """
-    SELECT change_id, action, emp_id, first_name, last_name, dob, city, salary
-      FROM emp_cdc
-     WHERE change_id > %s
-     ORDER BY change_id
-     LIMIT %s
+    SELECT c.change_id, c.action::text, e.emp_id, e.first_name, e.last_name,
+           e.dob, e.city, e.salary
+      FROM (SELECT change_id, action, row
+              FROM pgrelay_changes
+             WHERE rel = (SELECT id FROM pgrelay_tables
+                           WHERE relid = to_regclass('employees'))
+               AND change_id > %s
+             ORDER BY change_id
+             LIMIT %s) c,
+           json_populate_record(NULL::employees, c.row) e
+     ORDER BY c.change_id
 """
 
 log = logging.getLogger("producer")

@@ -34,6 +34,7 @@
 #include "db.h"
 #include "log.h"
 #include "utf8.h"
+#include "validation.h"
 
 void
 cdc_tables_free(struct cdc_table *t, int n)
@@ -590,15 +591,14 @@ cdc_tables_check(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 				snprintf(err, errlen, "%s", why);
 			return cls == PGR_CONFIG ? PGR_CONFIG : PGR_RETRY;
 		}
-		for (int j = 0; j < ct->nrules; j++) {
-			if (relmap_col(r, ct->rules[j].column) == NULL) {
-				snprintf(err, errlen, "%s:%d: cdc.tables: rules: table %s.%s "
-				    "has no column \"%s\"", cfg->path, ct->rules[j].line,
-				    r->schema, r->table, ct->rules[j].column);
-				relmap_free(r);
-				return PGR_CONFIG;
-			}
+		/* the rules, compiled as the consumer compiles them (against
+		 * B's table, which has the same columns) */
+		struct table_rules tr;
+		if (rules_compile(&tr, cfg, ct, r, err, errlen) < 0) {
+			relmap_free(r);
+			return PGR_CONFIG;
 		}
+		rules_free(&tr);
 		relmap_free(r);
 	}
 	return 0;

@@ -291,6 +291,126 @@ lock_runtime_dir(const char *dir, char *err, size_t errlen)
 	return fd;		/* kept open: the lock lives as long as pgrelayd */
 }
 
+/* Runs "pgrelayd -t" on the new config in a child (it connects to the
+ * source to check the tables; pgrelayd itself never talks to a database)
+ * and waits for it, at most 15 s.  0 to go on with the reload, -1 when
+ * it refused the config (err: see its log line). */
+static int
+check_tables_child(struct sup *s, char *err, size_t errlen)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	pid_t pid;
+	int status;
+
+	if (n <= 0)
+		return 0;
+	self[n] = '\0';
+	int pfd[2];
+	char out[2048];
+	size_t got = 0;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		log_warn("reload: cannot run the table check: %s; the workers "
+		    "check the tables", strerror(errno));
+		return 0;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		log_warn("reload: cannot fork the table check: %s; the workers "
+		    "check the tables", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return 0;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
+		if (devnull >= 0)
+			dup2(devnull, STDOUT_FILENO);	/* "configuration is valid" */
+		dup2(pfd[1], STDERR_FILENO);		/* its log lines, for err */
+		execl(self, "pgrelayd", "-t", "-c", s->conf_path, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+	for (int waited = 0; ; waited += 50) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		ssize_t rd;
+
+		while (got < sizeof(out) - 1 &&
+		    (rd = read(pfd[0], out + got, sizeof(out) - 1 - got)) > 0)
+			got += (size_t)rd;
+		if (r == pid)
+			break;
+		if (r < 0 || waited >= 15000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			log_warn("reload: the table check did not finish in 15 s; the "
+			    "workers check the tables");
+			close(pfd[0]);
+			return 0;
+		}
+		usleep(50 * 1000);
+	}
+	close(pfd[0]);
+	out[got] = '\0';
+	if (WIFEXITED(status) && WEXITSTATUS(status) == CFG_EXIT_CONFIG) {
+		/* its line "... ERROR: configuration error: FILE:LINE: ..." */
+		const char *why = strstr(out, "configuration error: ");
+		size_t len;
+
+		why = why ? why + strlen("configuration error: ") : out;
+		len = strcspn(why, "\n");
+		snprintf(err, errlen, "%.*s", (int)len, why);
+		return -1;
+	}
+	if (strstr(out, "WARN") != NULL)
+		log_warn("reload: %.*s", (int)strcspn(out, "\n"), out);
+	return 0;
+}
+
+/* Sizes the pools from a new config.  A scalable pool keeps its scaled
+ * size unless the config's count for it changed (gunicorn loses it: its
+ * issue #716); sizes are clamped to the new min/max. */
+static void
+set_pool_sizes(struct sup *s, const struct cfg *n)
+{
+	const struct cfg *o = s->cfg;
+	int etl = n->etl_enabled;
+	struct { int p, count, min, max, old_count; } sz[] = {
+		{ POOL_CONSUMER, n->consumer_count, n->consumer_min, n->consumer_max,
+		  o ? o->consumer_count : -1 },
+		{ POOL_ETL_LOADER, etl ? n->etl_loader_count : 0, etl ? n->etl_loader_min : 0,
+		  etl ? n->etl_loader_max : 0,
+		  o ? (o->etl_enabled ? o->etl_loader_count : 0) : -1 },
+	};
+
+	s->pools[POOL_SNAPSHOT] = (struct pool){ .want = 1, .min = 1, .max = 1,
+	    .stopped = s->pools[POOL_SNAPSHOT].stopped };
+	s->pools[POOL_PRODUCER].want = s->pools[POOL_PRODUCER].min =
+	    s->pools[POOL_PRODUCER].max = 1;
+	s->pools[POOL_ETL_PRODUCER].want = s->pools[POOL_ETL_PRODUCER].max = etl;
+	s->pools[POOL_ETL_PRODUCER].min = etl;
+	for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
+		struct pool *pl = &s->pools[sz[i].p];
+		int want = (o == NULL || sz[i].count != sz[i].old_count) ? sz[i].count : pl->want;
+		if (want < sz[i].min)
+			want = sz[i].min;
+		if (want > sz[i].max)
+			want = sz[i].max;
+		if (o != NULL && want != pl->want)
+			log_info("%s pool: %d -> %d (min %d, max %d)", pool_names[sz[i].p],
+			    pl->want, want, sz[i].min, sz[i].max);
+		pl->want = want;
+		pl->min = sz[i].min;
+		pl->max = sz[i].max;
+	}
+}
+
 /* Validates path and makes it the active copy.  New config or NULL. */
 static struct cfg *
 load_config(struct sup *s, char *err, size_t errlen)
@@ -302,6 +422,12 @@ load_config(struct sup *s, char *err, size_t errlen)
 	/* kafka.properties against librdkafka's configuration only: no
 	 * handle is made here, before a fork */
 	if (kfk_conf_check(cfg, 0, err, errlen) < 0) {
+		cfg_free(cfg);
+		return NULL;
+	}
+	/* a reload: the tables against the source's catalog, before the
+	 * new config becomes the active copy */
+	if (s->active_conf[0] != '\0' && check_tables_child(s, err, errlen) < 0) {
 		cfg_free(cfg);
 		return NULL;
 	}
@@ -719,98 +845,6 @@ process_shutdown(struct sup *s)
 	}
 }
 
-/* Runs "pgrelayd -t" on the new config in a child (it connects to the
- * source to check the tables; pgrelayd itself never talks to a database)
- * and waits for it, at most 15 s.  0 to go on with the reload, -1 when
- * it refused the config (err: see its log line). */
-static int
-check_tables_child(struct sup *s, char *err, size_t errlen)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	pid_t pid;
-	int status;
-
-	if (n <= 0)
-		return 0;
-	self[n] = '\0';
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid < 0) {
-		log_warn("reload: cannot fork the table check: %s; the workers "
-		    "check the tables", strerror(errno));
-		return 0;
-	}
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
-
-		sigprocmask(SIG_SETMASK, &s->oldmask, NULL);
-		if (devnull >= 0)
-			dup2(devnull, STDOUT_FILENO);	/* "configuration is valid" */
-		execl(self, "pgrelayd", "-t", "-c", s->conf_path, (char *)NULL);
-		_exit(127);
-	}
-	for (int waited = 0; ; waited += 50) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			break;
-		if (r < 0 || waited >= 15000) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			log_warn("reload: the table check did not finish in 15 s; the "
-			    "workers check the tables");
-			return 0;
-		}
-		usleep(50 * 1000);
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == CFG_EXIT_CONFIG) {
-		snprintf(err, errlen, "%s fails pgrelayd -t (its error is logged "
-		    "above)", s->conf_path);
-		return -1;
-	}
-	return 0;
-}
-
-/* Sizes the pools from a new config.  A scalable pool keeps its scaled
- * size unless the config's count for it changed (gunicorn loses it: its
- * issue #716); sizes are clamped to the new min/max. */
-static void
-set_pool_sizes(struct sup *s, const struct cfg *n)
-{
-	const struct cfg *o = s->cfg;
-	int etl = n->etl_enabled;
-	struct { int p, count, min, max, old_count; } sz[] = {
-		{ POOL_CONSUMER, n->consumer_count, n->consumer_min, n->consumer_max,
-		  o ? o->consumer_count : -1 },
-		{ POOL_ETL_LOADER, etl ? n->etl_loader_count : 0, etl ? n->etl_loader_min : 0,
-		  etl ? n->etl_loader_max : 0,
-		  o ? (o->etl_enabled ? o->etl_loader_count : 0) : -1 },
-	};
-
-	s->pools[POOL_SNAPSHOT] = (struct pool){ .want = 1, .min = 1, .max = 1,
-	    .stopped = s->pools[POOL_SNAPSHOT].stopped };
-	s->pools[POOL_PRODUCER].want = s->pools[POOL_PRODUCER].min =
-	    s->pools[POOL_PRODUCER].max = 1;
-	s->pools[POOL_ETL_PRODUCER].want = s->pools[POOL_ETL_PRODUCER].max = etl;
-	s->pools[POOL_ETL_PRODUCER].min = etl;
-	for (size_t i = 0; i < sizeof(sz) / sizeof(sz[0]); i++) {
-		struct pool *pl = &s->pools[sz[i].p];
-		int want = (o == NULL || sz[i].count != sz[i].old_count) ? sz[i].count : pl->want;
-		if (want < sz[i].min)
-			want = sz[i].min;
-		if (want > sz[i].max)
-			want = sz[i].max;
-		if (o != NULL && want != pl->want)
-			log_info("%s pool: %d -> %d (min %d, max %d)", pool_names[sz[i].p],
-			    pl->want, want, sz[i].min, sz[i].max);
-		pl->want = want;
-		pl->min = sz[i].min;
-		pl->max = sz[i].max;
-	}
-}
-
 static void
 process_reload(struct sup *s)
 {
@@ -822,8 +856,7 @@ process_reload(struct sup *s)
 	s->pending_reload = 0;
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64,
 	    (uint64_t)(mono_now() * 1e6));
-	ncfg = check_tables_child(s, err, sizeof(err)) < 0 ? NULL :
-	    load_config(s, err, sizeof(err));
+	ncfg = load_config(s, err, sizeof(err));
 	if (ncfg == NULL) {
 		log_error("reload rejected, the running configuration stays: %s", err);
 		sd_notify(0, "READY=1\nSTATUS=reload rejected: config error");

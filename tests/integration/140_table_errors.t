@@ -23,7 +23,7 @@ check '{ source = "public.e_money"; exclude = ["m"]; }' 0 "configuration is vali
 check '{ source = "nosuch"; }' 78 "table public.nosuch does not exist" "a missing table"
 check '{ source = "employees";
   rules = [ "salary > 10000",
-            "bonus >= 0" ]; }' 78 "check.conf:1[0-9]: cdc.tables: rules: table public.employees has no column \"bonus\"" "a rule naming a missing column"
+            "bonus >= 0" ]; }' 78 "check.conf:1[0-9]: cdc.tables: rules: bonus >= 0: table public.employees has no column \"bonus\"" "a rule naming a missing column"
 check '{ source = "employees"; rules = [ "salary > lots" ]; }' 78 "rules:.*salary" "a rule whose value is not the column's type"
 check '{ source = "employees"; rules = [ "salary >> 1" ]; }' 78 "is not a rule" "a rule that does not parse"
 check '{ source = "employees"; topic = "'"$T_TOPIC"'"; }' 0 "configuration is valid" "employees"

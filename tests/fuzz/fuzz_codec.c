@@ -7,7 +7,7 @@
  *
  * Beyond "no crash, no leak, no undefined behaviour" (ASan, UBSan,
  * LeakSanitizer), a decoded change must be one pgrelay can apply: op one
- * of c, u, d, r, t; change_id > 0; a row (an object) exactly when op is
+ * of c, u, d, r, t; change_id > 0 (0 allowed for a snapshot row); a row (an object) exactly when op is
  * not t; after the row check, every key column present and of its form,
  * and every text of a varchar(100) within 100 characters.  Its key text
  * and apply element must be made.  A refusal must carry a reason.  A
@@ -102,7 +102,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	/* strchr finds the terminating NUL: test it apart */
-	if (e.op == '\0' || strchr("cudrt", e.op) == NULL || e.change_id <= 0)
+	if (e.op == '\0' || strchr("cudrt", e.op) == NULL ||
+	    e.change_id < (e.op == 'r' ? 0 : 1))
 		abort();
 	if ((e.row == NULL) != (e.op == 't') || (e.row != NULL && !json_is_object(e.row)))
 		abort();

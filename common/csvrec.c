@@ -135,9 +135,10 @@ csvrec_file_free(struct csvrec_file *cf)
 
 /* ---- one record -------------------------------------------------------- */
 
-/* "10-Sep-1984" -> "1984-09-10"; -1 if it is not such a date. */
+/* "10-Sep-1984" (slen bytes, exactly DD-Mon-YYYY: no sign, no space, no
+ * NUL inside) -> "1984-09-10"; -1 if it is not such a date. */
 static int
-parse_hire_date(const char *s, char *out, size_t len, int *year)
+parse_hire_date(const char *s, size_t slen, char *out, size_t len, int *year)
 {
 	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
@@ -145,8 +146,12 @@ parse_hire_date(const char *s, char *out, size_t len, int *year)
 	int d, y, n = 0, m = -1;
 	char ms[4];
 
-	if (sscanf(s, "%2d-%3[A-Za-z]-%4d%n", &d, ms, &y, &n) != 3 || s[n] != '\0' ||
-	    strlen(s) != 11)
+	if (slen != 11 || strlen(s) != 11 || s[2] != '-' || s[6] != '-')
+		return -1;
+	for (int i = 0; i < 11; i++)
+		if (i != 2 && i != 6 && !(i >= 3 && i <= 5) && (s[i] < '0' || s[i] > '9'))
+			return -1;
+	if (sscanf(s, "%2d-%3[A-Za-z]-%4d%n", &d, ms, &y, &n) != 3 || n != 11)
 		return -1;
 	for (int i = 0; i < 12; i++)
 		if (strcmp(ms, mon[i]) == 0)
@@ -259,7 +264,8 @@ process_record(struct csvrec_file *cf)
 			goto out;
 		}
 	}
-	if (parse_hire_date(cf->fields[COL_HIRE].s, rec.hire_date, sizeof(rec.hire_date),
+	if (parse_hire_date(cf->fields[COL_HIRE].s, cf->fields[COL_HIRE].len,
+	    rec.hire_date, sizeof(rec.hire_date),
 	    &rec.hire_year) < 0) {
 		/* the field shown on one line (a header, a log line): no NUL
 		 * byte in it by now; control characters and bytes that are not

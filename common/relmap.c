@@ -771,8 +771,7 @@ apply_rows_sql(PGconn *db, struct sbuf *b, const struct rel *r, const char *wher
 		b->failed = 1;
 		return;
 	}
-	sb_add(b, "SELECT pgr_e.pgr_ord, pgr_e.pgr_x->>'op' AS pgr_op, "
-	    "(pgr_e.pgr_x->>'version')::bigint AS pgr_version");
+	sb_add(b, "SELECT pgr_e.pgr_ord, pgr_e.pgr_op, pgr_e.pgr_version");
 	for (int i = 0; i < r->ncols; i++) {
 		char *conv = relmap_sql_from_event(db, &r->cols[i], "pgr_r");
 		char *q = quote(db, r->cols[i].name, 1);
@@ -784,9 +783,12 @@ apply_rows_sql(PGconn *db, struct sbuf *b, const struct rel *r, const char *wher
 		free(conv);
 		free(q);
 	}
-	sb_add(b, " FROM json_array_elements(p_rows) WITH ORDINALITY AS "
-	    "pgr_e(pgr_x, pgr_ord) CROSS JOIN LATERAL json_to_record(pgr_e.pgr_x->'row') "
-	    "AS pgr_r(%s) WHERE %s", def, where);
+	/* each element's JSON is parsed once (json's -> parses it again at
+	 * every use) */
+	sb_add(b, " FROM ROWS FROM (json_to_recordset(p_rows) AS (op text, "
+	    "version bigint, \"row\" json)) WITH ORDINALITY AS pgr_e(pgr_op, "
+	    "pgr_version, pgr_row, pgr_ord) CROSS JOIN LATERAL "
+	    "json_to_record(pgr_e.pgr_row) AS pgr_r(%s) WHERE %s", def, where);
 	free(def);
 }
 
@@ -838,9 +840,9 @@ relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
 	    "    pgr_had_o bigint[];\n    pgr_had_v bigint[];\n"
 	    "    pgr_old_o bigint[];\n    pgr_old_v bigint[];\n"
 	    "BEGIN\n"
-	    "    SELECT max((pgr_e.pgr_x->>'version')::bigint) INTO pgr_cut\n"
-	    "      FROM json_array_elements(p_rows) AS pgr_e(pgr_x)\n"
-	    "     WHERE pgr_e.pgr_x->>'op' = 't';\n"
+	    "    SELECT max(pgr_e.version) INTO pgr_cut\n"
+	    "      FROM json_to_recordset(p_rows) AS pgr_e(op text, version bigint)\n"
+	    "     WHERE pgr_e.op = 't';\n"
 	    "    IF pgr_cut IS NULL THEN\n"
 	    "        PERFORM pg_advisory_xact_lock_shared(1885828466, %d);\n"
 	    "    ELSE\n"
@@ -855,7 +857,7 @@ relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
 	    "        SELECT array_agg(pgr_c.pgr_ord), array_agg(pgr_v.change_id)\n"
 	    "          INTO pgr_had_o, pgr_had_v\n"
 	    "          FROM (", reg_id, reg_id, reg_id);
-	apply_rows_sql(db, &b, r, "pgr_e.pgr_x->>'op' <> 't'");
+	apply_rows_sql(db, &b, r, "pgr_e.pgr_op <> 't'");
 	sb_add(&b, ") pgr_c\n          JOIN %s pgr_v ON ", vt);
 	key_join(db, &b, r, "pgr_v", "pgr_c");
 	sb_add(&b, ";\n        DELETE FROM %s pgr_d WHERE NOT EXISTS (SELECT 1 FROM %s "
@@ -870,8 +872,7 @@ relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
 
 	/* the claim: every row's version lock, in key order */
 	sb_add(&b, "    WITH pgr_c AS (");
-	apply_rows_sql(db, &b, r, "pgr_e.pgr_x->>'op' <> 't' AND "
-	    "(pgr_e.pgr_x->>'version')::bigint >= pgr_low");
+	apply_rows_sql(db, &b, r, "pgr_e.pgr_op <> 't' AND pgr_e.pgr_version >= pgr_low");
 	sb_add(&b, "\n    ), pgr_claim AS (\n        INSERT INTO %s AS pgr_v (", vt);
 	key_list(db, &b, r, NULL);
 	sb_add(&b, ", change_id, deleted)\n        SELECT ");
@@ -890,12 +891,13 @@ relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
 
 	/* the writes, under those locks, in a snapshot taken after them */
 	sb_add(&b, "    WITH pgr_c AS (");
-	apply_rows_sql(db, &b, r, "pgr_e.pgr_x->>'op' <> 't' AND "
-	    "(pgr_e.pgr_x->>'version')::bigint >= pgr_low");
+	apply_rows_sql(db, &b, r, "pgr_e.pgr_op <> 't' AND pgr_e.pgr_version >= pgr_low");
 	sb_add(&b, "\n    ), pgr_old AS (\n        SELECT pgr_c.pgr_ord, pgr_v.change_id "
 	    "FROM pgr_c JOIN %s pgr_v ON ", vt);
 	key_join(db, &b, r, "pgr_v", "pgr_c");
-	sb_add(&b, "\n         WHERE pgr_c.pgr_ord <> ALL (pgr_fresh)\n"
+	/* NOT IN a subquery: a hashed subplan (<> ALL of an array compared
+	 * each element with each: quadratic in the batch) */
+	sb_add(&b, "\n         WHERE pgr_c.pgr_ord NOT IN (SELECT unnest(pgr_fresh))\n"
 	    "    ), pgr_win AS (\n"
 	    "        SELECT pgr_c.*, pgr_o.pgr_ord IS NOT NULL AS pgr_known\n"
 	    "          FROM pgr_c LEFT JOIN pgr_old pgr_o ON pgr_o.pgr_ord = pgr_c.pgr_ord\n"

@@ -79,10 +79,11 @@ begin_copy(struct snapshot *s, char *err, size_t errlen)
 	if (db_exec(s->read, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL,
 	    err, errlen) < 0)
 		return -1;
+	/* key is NULL for a TRUNCATE: (rel, NULL) is the table's newest */
 	return db_exec(s->read, "CREATE TEMP TABLE pgrelay_newest ON COMMIT DROP AS "
 	    "SELECT rel, key, max(change_id) AS v FROM pgrelay_changes "
-	    "WHERE action <> 't' GROUP BY rel, key", 0, NULL, err, errlen) < 0 ||
-	    db_exec(s->read, "ALTER TABLE pg_temp.pgrelay_newest ADD PRIMARY KEY (rel, key)",
+	    "GROUP BY rel, key", 0, NULL, err, errlen) < 0 ||
+	    db_exec(s->read, "CREATE INDEX ON pg_temp.pgrelay_newest (rel, key)",
 	    0, NULL, err, errlen) < 0 ||
 	    db_exec(s->read, "ANALYZE pg_temp.pgrelay_newest", 0, NULL, err, errlen) < 0 ?
 	    -1 : 0;
@@ -116,8 +117,8 @@ page_query(PGconn *db, const struct cdc_table *t)
 		fprintf(f, "] FROM %s x CROSS JOIN LATERAL (SELECT coalesce(greatest("
 		    "(SELECT n.v FROM pg_temp.pgrelay_newest n WHERE n.rel = %d "
 		    "AND n.key = %s), "
-		    "(SELECT max(c.change_id) FROM pgrelay_changes c WHERE c.rel = %d "
-		    "AND c.action = 't')), 0) AS v) pgrelay_ver WHERE $1::text[] IS NULL OR (",
+		    "(SELECT n.v FROM pg_temp.pgrelay_newest n WHERE n.rel = %d "
+		    "AND n.key IS NULL)), 0) AS v) pgrelay_ver WHERE $1::text[] IS NULL OR (",
 		    t->rel->qname, t->id, ck, t->id);
 		for (int side = 0; side < 2; side++) {
 			if (side)

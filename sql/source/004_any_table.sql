@@ -39,20 +39,23 @@ CREATE TABLE IF NOT EXISTS pgrelay_changes (
     txid       xid8 NOT NULL DEFAULT pg_current_xact_id(),
     changed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     rel        integer NOT NULL,
-    action     "char" NOT NULL CHECK (action IN ('c', 'u', 'd', 't')),
-    key        text,
-    row        json,
-    CHECK ((key IS NULL) = (action = 't'))
+    action     "char" NOT NULL,         -- c, u, d or t
+    key        text,                    -- NULL for t
+    row        json
 );
+-- No CHECK constraints and no index but these two: the generated triggers
+-- are the only writers, and each check or index costs every captured
+-- write (two CHECKs on action made a bulk insert take 1.45x as long;
+-- bench/README.md, Capture cost on A).
+ALTER TABLE pgrelay_changes DROP CONSTRAINT IF EXISTS pgrelay_changes_action_check;
+ALTER TABLE pgrelay_changes DROP CONSTRAINT IF EXISTS pgrelay_changes_check;
 ALTER SEQUENCE pgrelay_changes_change_id_seq OWNED BY pgrelay_changes.change_id;
 CREATE INDEX IF NOT EXISTS pgrelay_changes_txid ON pgrelay_changes (txid);
--- No index on key: each would cost every captured write (bulk inserts
--- took 2.2x as long with one; bench/README.md, Capture cost on A).  The
--- snapshot reads the rows' newest changes in one pass instead.
+-- No index on key (bulk inserts took 2.2x as long with one) nor on the
+-- TRUNCATEs: the snapshot reads each row's newest change and each table's
+-- newest TRUNCATE in one pass instead (workers/snapshot.c).
 DROP INDEX IF EXISTS pgrelay_changes_key;
--- the snapshot reads a table's newest TRUNCATE
-CREATE INDEX IF NOT EXISTS pgrelay_changes_truncates ON pgrelay_changes (rel, change_id)
-    WHERE action = 't';
+DROP INDEX IF EXISTS pgrelay_changes_truncates;
 
 -- A TRUNCATE of any captured table: TG_ARGV[0] is its id.
 CREATE OR REPLACE FUNCTION pgrelay_capture_truncate() RETURNS trigger

@@ -46,14 +46,23 @@ cdc_tables_free(struct cdc_table *t, int n)
 	free(t);
 }
 
-/* A quoted identifier, malloc'd. */
-static char *
-ident(PGconn *db, const char *s)
+/* relmap_load() of table ct of cfg, a config error told as
+ * "FILE:LINE: cdc.tables: source: why" (the default table has no line). */
+static struct rel *
+load_rel(PGconn *db, const struct cfg *cfg, const struct cfg_table *ct,
+    enum pgr_err *cls, char *err, size_t errlen)
 {
-	char *q = PQescapeIdentifier(db, s, strlen(s));
-	char *r = q ? strdup(q) : NULL;
+	char why[768];
+	struct rel *r = relmap_load(db, ct->source, ct->include, ct->exclude, cls,
+	    why, sizeof(why));
 
-	PQfreemem(q);
+	if (r == NULL) {
+		if (*cls == PGR_CONFIG && ct->line > 0)
+			snprintf(err, errlen, "%s:%d: cdc.tables: source: %s", cfg->path,
+			    ct->line, why);
+		else
+			snprintf(err, errlen, "%s", why);
+	}
 	return r;
 }
 
@@ -63,7 +72,7 @@ cdc_capture_sql(PGconn *db, const struct rel *r, const char *id,
 {
 	char *ck_new = relmap_sql_change_key(db, r, "NEW");
 	char *ck_old = relmap_sql_change_key(db, r, "OLD");
-	char *sch = ident(db, changes_schema);
+	char *sch = db_quote(db, changes_schema, 1);
 	char *cond = NULL, *out = NULL;
 	size_t clen = 64;
 
@@ -78,7 +87,7 @@ cdc_capture_sql(PGconn *db, const struct rel *r, const char *id,
 	for (int side = 0; side < 2; side++) {
 		off += (size_t)snprintf(cond + off, clen - off, "%s(", side ? " IS DISTINCT FROM " : "");
 		for (int k = 0; k < r->nkeys; k++) {
-			char *q = ident(db, r->cols[r->keys[k]].name);
+			char *q = db_quote(db, r->cols[r->keys[k]].name, 1);
 
 			if (q == NULL)
 				goto done;
@@ -132,16 +141,15 @@ done:
 	return out;
 }
 
-/* Installs t's capture when pgrelay_tables has none, or another.  0,
- * PGR_RETRY, or PGR_CONFIG. */
+/* Installs t's capture when pgrelay_tables has none, or another.  0, or
+ * PGR_RETRY with err (A failed, or pgrelay's user may not change the
+ * table: err says what an administrator runs). */
 static int
 ensure_capture(PGconn *db, struct cdc_table *t, char *err, size_t errlen)
 {
 	const char *params[3] = { t->rel->qname, NULL, NULL };
 	PGresult *res;
 	char *sql = NULL, sch[128];
-	int rc = PGR_RETRY;
-	enum pgr_err cls;
 
 	res = db_query(db, "SELECT t.id, t.capture_md5, "
 	    "  (SELECT n.nspname FROM pg_class c JOIN pg_namespace n "
@@ -183,9 +191,9 @@ ensure_capture(PGconn *db, struct cdc_table *t, char *err, size_t errlen)
 	/* One transaction: the id, the trigger function and triggers, the md5 */
 	if (db_exec(db, "BEGIN", 0, NULL, err, errlen) < 0)
 		return PGR_RETRY;
-	res = db_query_cls(db, "INSERT INTO pgrelay_tables (relid) VALUES ($1::regclass) "
+	res = db_query(db, "INSERT INTO pgrelay_tables (relid) VALUES ($1::regclass) "
 	    "ON CONFLICT (relid) DO UPDATE SET relid = EXCLUDED.relid RETURNING id",
-	    1, params, &cls, err, errlen);
+	    1, params, err, errlen);
 	if (res == NULL)
 		goto fail;
 	t->id = atoi(PQgetvalue(res, 0, 0));
@@ -228,7 +236,7 @@ fail:
 
 		db_exec(db, "ROLLBACK", 0, NULL, ignore, sizeof(ignore));
 	}
-	return rc;
+	return PGR_RETRY;
 }
 
 /* Says which captured tables the config no longer lists: their writers
@@ -288,17 +296,10 @@ cdc_tables_open(PGconn *db, const struct cfg *cfg, struct cdc_table **out,
 	}
 	for (int i = 0; i < cfg->ntables; i++) {
 		enum pgr_err cls;
-		char why[768];
 
 		t[i].cfg = &cfg->tables[i];
-		t[i].rel = relmap_load(db, cfg->tables[i].source, cfg->tables[i].include,
-		    cfg->tables[i].exclude, &cls, why, sizeof(why));
+		t[i].rel = load_rel(db, cfg, t[i].cfg, &cls, err, errlen);
 		if (t[i].rel == NULL) {
-			if (cls == PGR_CONFIG && cfg->tables[i].line > 0)
-				snprintf(err, errlen, "%s:%d: cdc.tables: source: %s",
-				    cfg->path, cfg->tables[i].line, why);
-			else
-				snprintf(err, errlen, "%s", why);
 			cdc_tables_free(t, i);
 			return cls == PGR_CONFIG ? PGR_CONFIG : PGR_RETRY;
 		}
@@ -313,23 +314,12 @@ cdc_tables_open(PGconn *db, const struct cfg *cfg, struct cdc_table **out,
 	return 0;
 }
 
-/* A string literal, malloc'd. */
-static char *
-literal(PGconn *db, const char *s)
-{
-	char *q = PQescapeLiteral(db, s, strlen(s));
-	char *r = q ? strdup(q) : NULL;
-
-	PQfreemem(q);
-	return r;
-}
-
 char *
 cdc_event_sql(PGconn *db, const struct cdc_table *t, const char *alias,
     const char *op, const char *version, const char *txid, const char *ts_ms)
 {
 	char *row = relmap_sql_row(db, t->rel, alias);
-	char *sch = literal(db, t->rel->schema), *tab = literal(db, t->rel->table);
+	char *sch = db_quote(db, t->rel->schema, 0), *tab = db_quote(db, t->rel->table, 0);
 	char *out = NULL;
 	const char *fmt =
 	    "(SELECT row_to_json(pgrelay_v) FROM (SELECT "
@@ -475,7 +465,7 @@ cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 	}
 	snprintf(sch, sizeof(sch), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
-	char *qsch = ident(db, sch);
+	char *qsch = db_quote(db, sch, 1);
 	if (qsch == NULL) {
 		fclose(f);
 		free(out);
@@ -487,8 +477,7 @@ cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 	    "may change them.\n", cfg->path);
 	for (int i = 0; i < cfg->ntables && ok; i++) {
 		enum pgr_err cls;
-		struct rel *r = relmap_load(db, cfg->tables[i].source,
-		    cfg->tables[i].include, cfg->tables[i].exclude, &cls, err, errlen);
+		struct rel *r = load_rel(db, cfg, &cfg->tables[i], &cls, err, errlen);
 		char *tmpl, *name;
 
 		if (r == NULL) {
@@ -506,7 +495,7 @@ cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 		    "%s%s", i ? "," : "", PQgetvalue(res, 0, 0));
 		PQclear(res);
 		tmpl = cdc_capture_sql(db, r, ID_MARK, sch);
-		name = PQescapeLiteral(db, r->qname, strlen(r->qname));
+		name = db_quote(db, r->qname, 0);
 		if (tmpl == NULL || name == NULL || strstr(tmpl, "$pgrelay_tmpl$")) {
 			snprintf(err, errlen, "out of memory");
 			ok = 0;
@@ -529,7 +518,7 @@ cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 			    tmpl, qsch, name, qsch);
 		}
 		free(tmpl);
-		PQfreemem(name);
+		free(name);
 		relmap_free(r);
 	}
 	if (ok && ol + 2 > sizeof(oids)) {
@@ -579,18 +568,10 @@ cdc_tables_check(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 	for (int i = 0; i < cfg->ntables; i++) {
 		const struct cfg_table *ct = &cfg->tables[i];
 		enum pgr_err cls;
-		char why[768];
-		struct rel *r = relmap_load(db, ct->source, ct->include, ct->exclude,
-		    &cls, why, sizeof(why));
+		struct rel *r = load_rel(db, cfg, ct, &cls, err, errlen);
 
-		if (r == NULL) {
-			if (cls == PGR_CONFIG && ct->line > 0)
-				snprintf(err, errlen, "%s:%d: cdc.tables: source: %s",
-				    cfg->path, ct->line, why);
-			else
-				snprintf(err, errlen, "%s", why);
+		if (r == NULL)
 			return cls == PGR_CONFIG ? PGR_CONFIG : PGR_RETRY;
-		}
 		/* the rules, compiled as the consumer compiles them (against
 		 * B's table, which has the same columns) */
 		struct table_rules tr;

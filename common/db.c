@@ -241,3 +241,14 @@ db_dsn_redact(const char *dsn, char *buf, size_t len)
 	PQconninfoFree(opts);
 	return buf;
 }
+
+char *
+db_quote(PGconn *conn, const char *s, int ident)
+{
+	char *q = ident ? PQescapeIdentifier(conn, s, strlen(s)) :
+	    PQescapeLiteral(conn, s, strlen(s));
+	char *r = q ? strdup(q) : NULL;
+
+	PQfreemem(q);
+	return r;
+}

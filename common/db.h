@@ -54,6 +54,12 @@ int db_exec(PGconn *conn, const char *sql, int nparams,
 int db_require_schema(PGconn *conn, const char *component, int version,
     char *err, size_t errlen);
 
+/* s quoted for SQL text by conn's libpq: an identifier ("a""b") when
+ * ident, else a string literal.  malloc'd (free()), or NULL when out of
+ * memory.  For names in generated SQL (relation maps, capture); a value
+ * always goes as a parameter. */
+char *db_quote(PGconn *conn, const char *s, int ident);
+
 /* 1 if the connection is gone and must be reopened. */
 int db_broken(const PGconn *conn);
 

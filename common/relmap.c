@@ -13,8 +13,8 @@
  * own input and output functions: numeric never passes through a double,
  * and the session settings they depend on are fixed (RELMAP_SESSION_SQL).
  *
- * Generated SQL names columns through PQescapeIdentifier and strings
- * through PQescapeLiteral.
+ * Generated SQL names columns and strings through db_quote() (libpq's
+ * PQescapeIdentifier and PQescapeLiteral).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "relmap.h"
@@ -76,18 +76,6 @@ sb_done(struct sbuf *b)
 		return NULL;
 	}
 	return b->s;
-}
-
-/* A quoted identifier or literal, malloc'd (libpq's memory copied). */
-static char *
-quote(PGconn *db, const char *s, int ident)
-{
-	char *q = ident ? PQescapeIdentifier(db, s, strlen(s)) :
-	    PQescapeLiteral(db, s, strlen(s));
-	char *r = q ? strdup(q) : NULL;
-
-	PQfreemem(q);
-	return r;
 }
 
 enum pgt_class
@@ -296,8 +284,8 @@ relmap_load(PGconn *db, const char *name, char *const *include,
 		snprintf(err, errlen, "%s", why);
 		return NULL;
 	}
-	qs = quote(db, schema, 1);
-	qt = quote(db, table, 1);
+	qs = db_quote(db, schema, 1);
+	qt = db_quote(db, table, 1);
 	if (qs == NULL || qt == NULL)
 		goto oom;
 	size_t flen = strlen(qs) + strlen(qt) + 2;
@@ -494,7 +482,7 @@ to_event(struct sbuf *b, enum pgt_class cls, enum pgt_class elem, const char *x)
 static char *
 col_ref(PGconn *db, const char *alias, const char *col)
 {
-	char *q = quote(db, col, 1);
+	char *q = db_quote(db, col, 1);
 	size_t n;
 	char *s;
 
@@ -523,7 +511,7 @@ object_sql(PGconn *db, const struct rel *r, const char *alias, int keys_only)
 		if (!c->sent)
 			continue;
 		x = col_ref(db, alias, c->name);
-		q = quote(db, c->name, 1);
+		q = db_quote(db, c->name, 1);
 		if (x == NULL || q == NULL) {
 			free(x);
 			free(q);
@@ -569,7 +557,7 @@ relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias)
 		    e != PGT_TIMESTAMP))
 			continue;
 		x = col_ref(db, alias, c->name);
-		lit = quote(db, c->name, 0);
+		lit = db_quote(db, c->name, 0);
 		if (x == NULL || lit == NULL) {
 			free(x);
 			free(lit);
@@ -678,7 +666,7 @@ relmap_sql_record_def(PGconn *db, const struct rel *r)
 	struct sbuf b = { 0 };
 
 	for (int i = 0; i < r->ncols; i++) {
-		char *q = quote(db, r->cols[i].name, 1);
+		char *q = db_quote(db, r->cols[i].name, 1);
 
 		if (q == NULL) {
 			b.failed = 1;
@@ -774,7 +762,7 @@ apply_rows_sql(PGconn *db, struct sbuf *b, const struct rel *r, const char *wher
 	sb_add(b, "SELECT pgr_e.pgr_ord, pgr_e.pgr_op, pgr_e.pgr_version");
 	for (int i = 0; i < r->ncols; i++) {
 		char *conv = relmap_sql_from_event(db, &r->cols[i], "pgr_r");
-		char *q = quote(db, r->cols[i].name, 1);
+		char *q = db_quote(db, r->cols[i].name, 1);
 
 		if (conv == NULL || q == NULL)
 			b->failed = 1;
@@ -798,7 +786,7 @@ key_join(PGconn *db, struct sbuf *b, const struct rel *r, const char *a,
     const char *o)
 {
 	for (int k = 0; k < r->nkeys; k++) {
-		char *q = quote(db, r->cols[r->keys[k]].name, 1);
+		char *q = db_quote(db, r->cols[r->keys[k]].name, 1);
 
 		if (q == NULL) {
 			b->failed = 1;
@@ -814,7 +802,7 @@ static void
 key_list(PGconn *db, struct sbuf *b, const struct rel *r, const char *prefix)
 {
 	for (int k = 0; k < r->nkeys; k++) {
-		char *q = quote(db, r->cols[r->keys[k]].name, 1);
+		char *q = db_quote(db, r->cols[r->keys[k]].name, 1);
 
 		if (q == NULL) {
 			b->failed = 1;
@@ -908,7 +896,7 @@ relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
 	key_join(db, &b, r, "pgr_t", "pgr_win");
 	sb_add(&b, "\n    ), pgr_ups AS (\n        INSERT INTO %s AS pgr_t (", t);
 	for (int i = 0; i < r->ncols; i++) {
-		char *q = quote(db, r->cols[i].name, 1);
+		char *q = db_quote(db, r->cols[i].name, 1);
 
 		if (q == NULL) {
 			b.failed = 1;
@@ -919,7 +907,7 @@ relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
 	}
 	sb_add(&b, ") OVERRIDING SYSTEM VALUE\n        SELECT ");
 	for (int i = 0; i < r->ncols; i++) {
-		char *q = quote(db, r->cols[i].name, 1);
+		char *q = db_quote(db, r->cols[i].name, 1);
 
 		if (q == NULL) {
 			b.failed = 1;
@@ -936,7 +924,7 @@ relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
 
 		if (r->cols[i].key)
 			continue;
-		if ((q = quote(db, r->cols[i].name, 1)) == NULL) {
+		if ((q = db_quote(db, r->cols[i].name, 1)) == NULL) {
 			b.failed = 1;
 			break;
 		}

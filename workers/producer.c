@@ -180,11 +180,10 @@ static char *
 round_query(struct producer *p)
 {
 	char *out = NULL;
-	size_t len = 0, cap = 0;
+	size_t len = 0;
 	FILE *f = open_memstream(&out, &len);
 	int ok = f != NULL;
 
-	(void)cap;
 	if (!ok)
 		return NULL;
 	fprintf(f, "SELECT c.change_id, c.action, c.rel, e.key, e.val, e.bad "

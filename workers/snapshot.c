@@ -89,6 +89,23 @@ begin_copy(struct snapshot *s, char *err, size_t errlen)
 	    -1 : 0;
 }
 
+/* Writes r's key columns to f, each quoted between pre and post, with
+ * ", " between them.  0 when out of memory. */
+static int
+put_keys(FILE *f, PGconn *db, const struct rel *r, const char *pre,
+    const char *post)
+{
+	for (int k = 0; k < r->nkeys; k++) {
+		char *q = db_quote(db, r->cols[r->keys[k]].name, 1);
+
+		if (q == NULL)
+			return 0;
+		fprintf(f, "%s%s%s%s", k ? ", " : "", pre, q, post);
+		free(q);
+	}
+	return 1;
+}
+
 /* The query reading table t's rows after the key $1 (text[], NULL: from
  * the start), $2 at a time, each as its key, its event (op r, whose
  * version is the row's newest change the snapshot sees, or the newest
@@ -107,43 +124,20 @@ page_query(PGconn *db, const struct cdc_table *t)
 
 	if (ok) {
 		fprintf(f, "SELECT %s, %s, %s, pgrelay_ver.v, ARRAY[", key, ev, bad);
-		for (int k = 0; k < t->rel->nkeys; k++) {
-			char *q = PQescapeIdentifier(db, t->rel->cols[t->rel->keys[k]].name,
-			    strlen(t->rel->cols[t->rel->keys[k]].name));
-			ok = ok && q != NULL;
-			fprintf(f, "%s(x.%s)::text", k ? ", " : "", q ? q : "");
-			PQfreemem(q);
-		}
+		ok = put_keys(f, db, t->rel, "(x.", ")::text");
 		fprintf(f, "] FROM %s x CROSS JOIN LATERAL (SELECT coalesce(greatest("
 		    "(SELECT n.v FROM pg_temp.pgrelay_newest n WHERE n.rel = %d "
 		    "AND n.key = %s), "
 		    "(SELECT n.v FROM pg_temp.pgrelay_newest n WHERE n.rel = %d "
 		    "AND n.key IS NULL)), 0) AS v) pgrelay_ver WHERE $1::text[] IS NULL OR (",
 		    t->rel->qname, t->id, ck, t->id);
-		for (int side = 0; side < 2; side++) {
-			if (side)
-				fprintf(f, ") > (");
-			for (int k = 0; k < t->rel->nkeys; k++) {
-				const struct rel_col *c = &t->rel->cols[t->rel->keys[k]];
-				char *q = PQescapeIdentifier(db, c->name, strlen(c->name));
-
-				ok = ok && q != NULL;
-				if (side == 0)
-					fprintf(f, "%sx.%s", k ? ", " : "", q ? q : "");
-				else
-					fprintf(f, "%s($1::text[])[%d]::%s", k ? ", " : "", k + 1,
-					    c->cast);
-				PQfreemem(q);
-			}
-		}
+		ok = ok && put_keys(f, db, t->rel, "x.", "");
+		fprintf(f, ") > (");
+		for (int k = 0; k < t->rel->nkeys; k++)
+			fprintf(f, "%s($1::text[])[%d]::%s", k ? ", " : "", k + 1,
+			    t->rel->cols[t->rel->keys[k]].cast);
 		fprintf(f, ") ORDER BY ");
-		for (int k = 0; k < t->rel->nkeys; k++) {
-			char *q = PQescapeIdentifier(db, t->rel->cols[t->rel->keys[k]].name,
-			    strlen(t->rel->cols[t->rel->keys[k]].name));
-			ok = ok && q != NULL;
-			fprintf(f, "%sx.%s", k ? ", " : "", q ? q : "");
-			PQfreemem(q);
-		}
+		ok = ok && put_keys(f, db, t->rel, "x.", "");
 		fprintf(f, " LIMIT $2::int");
 	}
 	if (f == NULL || fclose(f) != 0)

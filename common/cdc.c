@@ -269,7 +269,11 @@ warn_unconfigured(PGconn *db, const struct cdc_table *t, int n)
 		log_warn("listing the captured tables: %s", err);
 		return;
 	}
-	for (int i = 0; i < PQntuples(res); i++) {
+	/* once a process: the producer describes its tables again after
+	 * each ALTER TABLE (and at its first round) */
+	static int warned;
+
+	for (int i = 0; i < PQntuples(res) && !warned; i++) {
 		int id = atoi(PQgetvalue(res, i, 1)), listed = 0;
 
 		for (int j = 0; j < n; j++)
@@ -281,6 +285,7 @@ warn_unconfigured(PGconn *db, const struct cdc_table *t, int n)
 			    "the SQL `pgrelayctl -c CONFIG capture-sql` prints",
 			    PQgetvalue(res, i, 0), id);
 	}
+	warned = 1;
 	PQclear(res);
 }
 

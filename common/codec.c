@@ -402,3 +402,19 @@ codec_days_to_date(int32_t days, char *buf, size_t len)
 
 	snprintf(buf, len, "%04lld-%02u-%02u", (long long)(y + (m <= 2)), m, d);
 }
+
+const char *
+codec_unknown_column(const struct rel *r, const struct change_event *e)
+{
+	const char *k;
+	json_t *v;
+
+	if (e->row == NULL)
+		return NULL;
+	json_object_foreach(e->row, k, v) {
+		(void)v;
+		if (relmap_col(r, k) == NULL)
+			return k;
+	}
+	return NULL;
+}

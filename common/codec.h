@@ -80,4 +80,8 @@ void codec_days_to_date(int32_t days, char *buf, size_t len);
 #define CODEC_DOB_MIN_DAYS (-719162)
 #define CODEC_DOB_MAX_DAYS 2932896
 
+/* The first column of e's row that r (B's table) does not have, or NULL
+ * (also for a TRUNCATE).  Points into e. */
+const char *codec_unknown_column(const struct rel *r, const struct change_event *e);
+
 #endif

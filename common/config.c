@@ -84,6 +84,7 @@ static const struct cfg_key cfg_schema[] = {
 	INT("consumer", "count", consumer_count, 2, 0, 1000),
 	INT("consumer", "min", consumer_min, 1, 0, 1000),
 	INT("consumer", "max", consumer_max, 6, 1, 1000),
+	STR("consumer", "schema_evolution", consumer_schema_evolution, 0, "none", NULL),
 
 	STR("supervisor", "runtime_dir", runtime_dir, 0, "/run/pgrelay", "RUNTIME_DIRECTORY"),
 	INT("supervisor", "drain_timeout_s", sup_drain_timeout_s, 30, 1, 3600),
@@ -1046,6 +1047,14 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 		    "one of consumer, etl_loader", cfg->path,
 		    key_line(lc, "supervisor.scale_pool"),
 		    shown(cfg->sup_scale_pool, v, sizeof(v)));
+		return -1;
+	}
+	if (strcmp(cfg->consumer_schema_evolution, "none") != 0 &&
+	    strcmp(cfg->consumer_schema_evolution, "add_columns") != 0) {
+		snprintf(err, errlen, "%s:%d: consumer.schema_evolution: \"%s\" is not "
+		    "one of none, add_columns", cfg->path,
+		    key_line(lc, "consumer.schema_evolution"),
+		    shown(cfg->consumer_schema_evolution, v, sizeof(v)));
 		return -1;
 	}
 	enum log_level lvl;

@@ -100,6 +100,7 @@ struct cfg {
 	int consumer_count;
 	int consumer_min;
 	int consumer_max;
+	char *consumer_schema_evolution;	/* "none" or "add_columns" */
 
 	/* supervisor */
 	char *runtime_dir;		/* control socket, active config copy */

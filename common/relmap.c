@@ -211,6 +211,7 @@ relmap_free(struct rel *r)
 	}
 	free(r->cols);
 	free(r->keys);
+	free(r->missing);
 	free(r->schema);
 	free(r->table);
 	free(r->qname);
@@ -297,8 +298,11 @@ relmap_load(PGconn *db, const char *name, char *const *include,
 	params[0] = full;
 
 	/* to_regclass: NULL, not an error, for a missing table */
-	res = db_query(db, "SELECT c.relkind FROM pg_class c "
-	    "WHERE c.oid = to_regclass($1)", 1, params, err, errlen);
+	res = db_query(db, "SELECT c.relkind, c.oid::bigint, "
+	    "       (SELECT json_object_agg(a.attname, (a.attmissingval::text::text[])[1]) "
+	    "          FROM pg_attribute a WHERE a.attrelid = c.oid AND a.atthasmissing "
+	    "           AND NOT a.attisdropped AND a.attnum > 0)::text "
+	    "  FROM pg_class c WHERE c.oid = to_regclass($1)", 1, params, err, errlen);
 	if (res == NULL) {
 		*cls = PGR_RETRY;
 		goto fail;
@@ -309,10 +313,14 @@ relmap_load(PGconn *db, const char *name, char *const *include,
 		    PQdb(db));
 		goto fail;
 	}
-	PQclear(res);
 
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		goto oom;
+	r->oid = (unsigned)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+	if (!PQgetisnull(res, 0, 2) && (r->missing = strdup(PQgetvalue(res, 0, 2))) == NULL)
+		goto oom;
+	PQclear(res);
+	res = NULL;
 	r->schema = strdup(schema);
 	r->table = strdup(table);
 	r->qname = full;

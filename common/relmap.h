@@ -66,6 +66,10 @@ struct rel {
 	char *schema;		/* as in the catalog, unquoted */
 	char *table;
 	char *qname;		/* "schema"."table", quoted for SQL */
+	unsigned oid;		/* pg_class.oid */
+	char *missing;		/* {"col": "text", ...}: the value a row written
+				 * before ADD COLUMN ... DEFAULT reads as
+				 * (attmissingval), or NULL when no column has one */
 	int ncols;
 	struct rel_col *cols;	/* in attnum order */
 	int nkeys;

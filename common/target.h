@@ -11,8 +11,10 @@
 #ifndef PGRELAY_TARGET_H
 #define PGRELAY_TARGET_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "config.h"
 #include "err.h"
@@ -26,6 +28,12 @@ struct target {
 	int reg_id;			/* pgrelay_targets.id; 0 before target_ensure */
 	char *version_table;		/* qualified and quoted */
 	char *apply_sql;		/* SELECT ... FROM pgrelay_apply_<hash>($1::json) */
+	time_t looked_at;		/* when B was last read again for a
+					 * column it lacked (consumer.c) */
+	json_t *fill;			/* the event's form of the value B's rows
+					 * written before a column was added read
+					 * as (relmap.h, missing), by column; or
+					 * NULL */
 };
 
 /* Reads B's description of t->target and compiles t's rules against it.
@@ -42,6 +50,12 @@ int target_load(PGconn *db, const struct cfg *cfg, const struct cfg_table *t,
  * fits the table's key); PGR_RETRY. */
 int target_ensure(PGconn *db, const struct cfg *cfg, struct target *tg,
     char *err, size_t errlen);
+
+/* Gives each column of tg->fill that row (an event's row) lacks its fill
+ * value: a change made on the source before the column existed there
+ * leaves B's row as B's older rows read (the column's value when it was
+ * added), not null.  -1 when memory runs out. */
+int target_fill(const struct target *tg, json_t *row);
 
 void target_free(struct target *tg);
 

@@ -59,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec.h"
 #include "config.h"
@@ -89,6 +90,149 @@ table_of(const struct tables *ts, const rd_kafka_message_t *m)
 	return NULL;
 }
 
+/* Adds column col of tg's source table (A) to tg's table on B: its type
+ * as A has it, and B's older rows given the value A's older rows read as
+ * (a DEFAULT of ADD COLUMN; the default is then dropped again: events
+ * carry every later value).  On conn (B, autocommit).  0, or -1 with why. */
+static int
+add_column(const struct cfg *cfg, const struct target *tg, PGconn *b,
+    const char *col, char *why, size_t whylen)
+{
+	char schema[256], table[256], err[512];
+	PGconn *a = NULL;
+	PGresult *res = NULL;
+	char *qs = NULL, *qt = NULL, *full = NULL, *qc = NULL, *lit = NULL, *sql = NULL;
+	int rc = -1;
+
+	if (relmap_split_name(tg->cfg->source, schema, sizeof(schema), table,
+	    sizeof(table), err, sizeof(err)) < 0) {
+		snprintf(why, whylen, "%s", err);
+		return -1;
+	}
+	if ((a = db_connect(cfg->source_dsn, "pgrelay-consumer", err, sizeof(err))) == NULL) {
+		snprintf(why, whylen, "reading its type on the source: %s", err);
+		return -1;
+	}
+	qs = db_quote(a, schema, 1);
+	qt = db_quote(a, table, 1);
+	if (qs == NULL || qt == NULL || (full = malloc(strlen(qs) + strlen(qt) + 2)) == NULL)
+		goto oom;
+	sprintf(full, "%s.%s", qs, qt);
+	const char *params[2] = { full, col };
+	res = db_query(a, "SELECT format_type(atttypid, atttypmod), "
+	    "(attmissingval::text::text[])[1] FROM pg_attribute "
+	    "WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 "
+	    "AND NOT attisdropped", 2, params, err, sizeof(err));
+	if (res == NULL) {
+		snprintf(why, whylen, "reading its type on the source: %s", err);
+		goto out;
+	}
+	if (PQntuples(res) != 1) {
+		snprintf(why, whylen, "the source's table %s has no such column now "
+		    "(dropped or renamed again)", tg->cfg->source);
+		goto out;
+	}
+	qc = db_quote(b, col, 1);
+	lit = PQgetisnull(res, 0, 1) ? NULL : db_quote(b, PQgetvalue(res, 0, 1), 0);
+	if (qc == NULL || (!PQgetisnull(res, 0, 1) && lit == NULL))
+		goto oom;
+	/* the type is format_type()'s: SQL as the catalog writes it */
+	const char *type = PQgetvalue(res, 0, 0), *q = tg->rel->qname;
+	size_t sl = 2 * strlen(q) + 2 * strlen(qc) + 2 * strlen(type) +
+	    (lit ? strlen(lit) : 0) + 256;
+	if ((sql = malloc(sl)) == NULL)
+		goto oom;
+	/* one transaction: B's older rows take the value, then the default
+	 * goes (events carry every later value) */
+	snprintf(sql, sl, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s%s%s%s%s",
+	    q, qc, type, lit ? " DEFAULT " : "", lit ? lit : "", lit ? "::" : "",
+	    lit ? type : "");
+	if (db_exec(b, "BEGIN", 0, NULL, err, sizeof(err)) < 0 ||
+	    db_exec(b, sql, 0, NULL, err, sizeof(err)) < 0 ||
+	    (lit != NULL && (snprintf(sql, sl, "ALTER TABLE %s ALTER COLUMN %s "
+	    "DROP DEFAULT", q, qc) < 0 || db_exec(b, sql, 0, NULL, err,
+	    sizeof(err)) < 0)) || db_exec(b, "COMMIT", 0, NULL, err, sizeof(err)) < 0) {
+		char ignore[256];
+
+		if (PQtransactionStatus(b) != PQTRANS_IDLE)
+			db_exec(b, "ROLLBACK", 0, NULL, ignore, sizeof(ignore));
+		snprintf(why, whylen, "adding it to B (%s %s): %s", col, type, err);
+		goto out;
+	}
+	log_info("added column %s %s to %s on the target (consumer.schema_evolution "
+	    "= add_columns)%s", qc, type, q, lit ? "; its older rows hold the "
+	    "value the source's older rows read as" : "");
+	rc = 0;
+	goto out;
+oom:
+	snprintf(why, whylen, "out of memory");
+out:
+	PQclear(res);
+	PQfinish(a);
+	free(qs);
+	free(qt);
+	free(full);
+	free(qc);
+	free(lit);
+	free(sql);
+	return rc;
+}
+
+/* An event of tg carries column col, which B's description of tg's table
+ * lacks: a column added (or renamed) on the source.  Reads B's table
+ * again (B may have it by now), after adding the column with
+ * consumer.schema_evolution = add_columns; at most once a second per
+ * table.  0 when tg (replaced) has the column now, or -1 with why: the
+ * change goes to the DLQ. */
+static int
+adapt_target(const struct cfg *cfg, struct target *tg, const char *col,
+    char *why, size_t whylen)
+{
+	char err[1024];
+	struct target nt;
+	PGconn *b;
+	time_t now = time(NULL);
+	int rc;
+
+	if (now - tg->looked_at < 1)
+		goto missing;
+	tg->looked_at = now;
+	if ((b = db_connect(cfg->target_dsn, "pgrelay-consumer", err, sizeof(err))) == NULL)
+		goto missing;
+	if (strcmp(cfg->consumer_schema_evolution, "add_columns") == 0 &&
+	    add_column(cfg, tg, b, col, err, sizeof(err)) < 0) {
+		log_warn("column \"%s\" of %s is not on the target's %s and could "
+		    "not be added: %s", col, tg->cfg->source, tg->cfg->target, err);
+		PQfinish(b);
+		goto missing;
+	}
+	rc = target_load(b, cfg, tg->cfg, &nt, err, sizeof(err));
+	if (rc == 0 && (rc = target_ensure(b, cfg, &nt, err, sizeof(err))) < 0)
+		target_free(&nt);
+	PQfinish(b);
+	if (rc < 0) {
+		log_warn("reading %s on the target again: %s", tg->cfg->target, err);
+		goto missing;
+	}
+	nt.looked_at = now;
+	if (relmap_col(nt.rel, col) == NULL) {
+		target_free(&nt);
+		goto missing;
+	}
+	log_info("table %s on the target has column \"%s\" now: its changes "
+	    "apply again", tg->cfg->target, col);
+	target_free(tg);
+	*tg = nt;
+	return 0;
+missing:
+	snprintf(why, whylen, "column \"%s\" of the source's %s is not on the "
+	    "target's %s (added or renamed on the source): add it to the target "
+	    "(ALTER TABLE), or set consumer.schema_evolution = \"add_columns\"; "
+	    "until then its changes go to the DLQ", col, tg->cfg->source,
+	    tg->cfg->target);
+	return -1;
+}
+
 /* Decodes m into ev and checks it against its table and the table's rules.
  * 0 when ev is a valid change of *tg (free it with codec_event_free());
  * -1 with *stage, *rule and why otherwise. */
@@ -105,6 +249,17 @@ decode_valid(const struct tables *ts, const rd_kafka_message_t *m,
 	}
 	if (codec_decode_event(m->payload, m->len, ev, why, whylen) < 0)
 		return -1;
+	const char *col = codec_unknown_column((*tg)->rel, ev);
+	if (col != NULL && adapt_target(ts->cfg, *tg, col, why, whylen) < 0) {
+		*rule = "target.missing_column";
+		codec_event_free(ev);
+		return -1;
+	}
+	if (target_fill(*tg, ev->row) < 0) {
+		snprintf(why, whylen, "out of memory");
+		codec_event_free(ev);
+		return -1;
+	}
 	if (codec_check_row_forms((*tg)->rel, ev, why, whylen) < 0) {
 		codec_event_free(ev);
 		return -1;

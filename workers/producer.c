@@ -133,6 +133,8 @@ struct producer {
 	struct cdc_table *tables;	/* the configured tables, as A has them */
 	int ntables;
 	char *round_sql;		/* the window query over them (round_query) */
+	char *oids;			/* "{oid,...}" of the tables, for the shape */
+	char *shape;			/* md5 of their columns when last described */
 	char *idle_snap;		/* the snapshot whose window was last sent
 					 * whole (malloc'd), or NULL */
 	double moved_at;		/* monotonic: the position's last move */
@@ -159,6 +161,10 @@ disconnect(struct producer *p)
 	p->ntables = 0;
 	free(p->round_sql);
 	p->round_sql = NULL;
+	free(p->oids);
+	p->oids = NULL;
+	free(p->shape);
+	p->shape = NULL;
 	free(p->idle_snap);
 	p->idle_snap = NULL;
 	if (p->db != NULL)
@@ -196,14 +202,26 @@ round_query(struct producer *p)
 		char *key = cdc_key_sql(p->db, t, "x");
 		char *bad = cdc_bad_sql(p->db, t, "x");
 
-		ok = val != NULL && key != NULL && bad != NULL;
-		if (ok)
+		/* a column added since the change was captured reads as a row
+		 * written before it does: its missing value (relmap.h), else NULL */
+		char *miss = t->rel->missing ? db_quote(p->db, t->rel->missing, 0) : NULL;
+
+		ok = val != NULL && key != NULL && bad != NULL &&
+		    (t->rel->missing == NULL || miss != NULL);
+		if (ok && miss == NULL)
 			fprintf(f, "%sSELECT %s AS key, %s AS val, %s AS bad "
 			    "FROM json_populate_record(NULL::%s, c.row) x WHERE c.rel = %d",
 			    i ? " UNION ALL " : "", key, val, bad, t->rel->qname, t->id);
+		else if (ok)
+			fprintf(f, "%sSELECT %s AS key, %s AS val, %s AS bad "
+			    "FROM json_populate_record(json_populate_record(NULL::%s, "
+			    "%s::json), c.row) x WHERE c.rel = %d",
+			    i ? " UNION ALL " : "", key, val, bad, t->rel->qname, miss,
+			    t->id);
 		free(val);
 		free(key);
 		free(bad);
+		free(miss);
 	}
 	fprintf(f, ") e ON true "
 	    " WHERE c.txid >= pg_snapshot_xmin($1::pg_snapshot) "
@@ -218,6 +236,48 @@ round_query(struct producer *p)
 		return NULL;
 	}
 	return out;
+}
+
+/* "{oid,oid,...}" of the tables (malloc'd), for the shape query. */
+static char *
+table_oids(const struct cdc_table *t, int n)
+{
+	size_t len = 3 + (size_t)n * 12;
+	char *s = malloc(len), *w = s;
+
+	if (s == NULL)
+		return NULL;
+	*w++ = '{';
+	for (int i = 0; i < n; i++)
+		w += snprintf(w, len - (size_t)(w - s), "%s%u", i ? "," : "", t[i].rel->oid);
+	snprintf(w, len - (size_t)(w - s), "}");
+	return s;
+}
+
+/* Logs how table b's description differs from a's (the same table). */
+static void
+describe_change(const struct cdc_table *a, const struct cdc_table *b)
+{
+	char cols[1024];
+	size_t off = 0;
+	int same = a->rel->ncols == b->rel->ncols;
+
+	for (int i = 0; i < b->rel->ncols; i++) {
+		const struct rel_col *c = &b->rel->cols[i];
+		const struct rel_col *o = relmap_col(a->rel, c->name);
+
+		if (o == NULL || strcmp(o->type, c->type) != 0)
+			same = 0;
+		if (off < sizeof(cols))
+			off += (size_t)snprintf(cols + off, sizeof(cols) - off, "%s%s %s",
+			    i ? ", " : "", c->name, c->type);
+	}
+	if (!same)
+		log_info("table %s.%s changed on the source: its events carry the "
+		    "columns (%s) from now on (a change captured before a column "
+		    "was added carries the value older rows read as: its DEFAULT, "
+		    "or null)",
+		    b->rel->schema, b->rel->table, cols);
 }
 
 /* Connects to A, checks the schema, describes the tables and makes sure
@@ -247,11 +307,53 @@ connect_source(struct producer *p, char *err, size_t errlen)
 		disconnect(p);
 		return rc;
 	}
-	if ((p->round_sql = round_query(p)) == NULL) {
+	if ((p->round_sql = round_query(p)) == NULL ||
+	    (p->oids = table_oids(p->tables, p->ntables)) == NULL) {
 		snprintf(err, errlen, "out of memory making the window query");
 		disconnect(p);
 		return PGR_RETRY;
 	}
+	return 0;
+}
+
+/* Describes the tables again after A's catalog changed under them (ALTER
+ * TABLE): new descriptions, captures and window query, or the old ones
+ * kept.  0, or PGR_RETRY with err. */
+static int
+reshape(struct producer *p, char *err, size_t errlen)
+{
+	struct cdc_table *old = p->tables;
+	int nold = p->ntables, rc;
+	char *old_sql = p->round_sql, *oids;
+
+	rc = cdc_tables_open(p->db, p->cfg, &p->tables, &p->ntables, err, errlen);
+	if (rc < 0) {
+		p->tables = old;
+		p->ntables = nold;
+		snprintf(err + strlen(err), errlen - strlen(err), "%s",
+		    rc == PGR_CONFIG ? "; a table changed on the source so that "
+		    "pgrelay cannot carry it: no change is sent until the table or "
+		    "the config is mended (exclude the column, then reload)" : "");
+		return PGR_RETRY;
+	}
+	p->round_sql = round_query(p);
+	oids = table_oids(p->tables, p->ntables);
+	if (p->round_sql == NULL || oids == NULL) {
+		free(p->round_sql);
+		free(oids);
+		cdc_tables_free(p->tables, p->ntables);
+		p->tables = old;
+		p->ntables = nold;
+		p->round_sql = old_sql;
+		snprintf(err, errlen, "out of memory making the window query");
+		return PGR_RETRY;
+	}
+	for (int i = 0; i < p->ntables; i++)
+		describe_change(&old[i < nold ? i : nold - 1], &p->tables[i]);
+	cdc_tables_free(old, nold);
+	free(old_sql);
+	free(p->oids);
+	p->oids = oids;
 	return 0;
 }
 
@@ -871,9 +973,17 @@ fail:
 static long
 run_round(struct producer *p, char *err, size_t errlen)
 {
+	/* The tables' columns are read in the statement that takes the
+	 * snapshot hi: a change visible in hi was written after every ALTER
+	 * TABLE before it committed, so the window is made with a description
+	 * at least as new as any of its changes. */
+	const char *oids[1] = { p->oids };
 	PGresult *st = db_query(p->db, "SELECT snap::text, epoch, "
-	    "pg_current_snapshot()::text FROM pgrelay_producer_state WHERE id = 1",
-	    0, NULL, err, errlen);
+	    "pg_current_snapshot()::text, (SELECT md5(string_agg(concat_ws(' ', "
+	    "attrelid, attnum, attname, atttypid, atttypmod, attnotnull, "
+	    "attmissingval), ',' ORDER BY attrelid, attnum)) FROM pg_attribute "
+	    "WHERE attrelid = ANY ($1::oid[]) AND attnum > 0 AND NOT attisdropped) "
+	    "FROM pgrelay_producer_state WHERE id = 1", 1, oids, err, errlen);
 	long n;
 
 	if (st == NULL)
@@ -883,6 +993,18 @@ run_round(struct producer *p, char *err, size_t errlen)
 		snprintf(err, errlen, "no producer position in pgrelay_producer_state; "
 		    "run the snapshot worker first");
 		return PGR_RETRY;
+	}
+	/* the first round describes the tables again after reading the
+	 * shape, so an ALTER between connect_source() and it is not missed */
+	if (p->shape == NULL || strcmp(p->shape, PQgetvalue(st, 0, 3)) != 0) {
+		if (reshape(p, err, errlen) < 0) {
+			PQclear(st);
+			return PGR_RETRY;
+		}
+		free(p->shape);
+		p->shape = strdup(PQgetvalue(st, 0, 3));
+		free(p->idle_snap);
+		p->idle_snap = NULL;
 	}
 	if (p->idle_snap != NULL && strcmp(p->idle_snap, PQgetvalue(st, 0, 2)) == 0) {
 		PQclear(st);

@@ -93,7 +93,7 @@ $T_TABLES
 target = { dsn = "${T_TARGET_DSN:-set by PGRELAY_TARGET_DSN}"; };
 producer = { poll_interval_ms = 10; batch_size = ${T_PRODUCER_BATCH:-5000}; retention_s = 3600; };
 snapshot = { batch_size = ${T_SNAPSHOT_BATCH:-10000}; };
-consumer = { batch_size = ${T_CONSUMER_BATCH:-500}; batch_timeout_ms = 20; count = ${T_CONSUMERS:-1}; min = ${T_CONSUMERS_MIN:-0}; max = ${T_PARTITIONS:-4}; };
+consumer = { batch_size = ${T_CONSUMER_BATCH:-500}; batch_timeout_ms = 20; count = ${T_CONSUMERS:-1}; min = ${T_CONSUMERS_MIN:-0}; max = ${T_PARTITIONS:-4};${T_EVOLUTION:+ schema_evolution = \"$T_EVOLUTION\";} };
 supervisor = {
   runtime_dir = "$T_DIR/run";
   watchdog_s = ${T_WATCHDOG:-5};

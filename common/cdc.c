@@ -41,8 +41,11 @@ cdc_tables_free(struct cdc_table *t, int n)
 {
 	if (t == NULL)
 		return;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		relmap_free(t[i].rel);
+		free(t[i].key_schema);
+		free(t[i].val_schema);
+	}
 	free(t);
 }
 
@@ -307,6 +310,15 @@ cdc_tables_open(PGconn *db, const struct cfg *cfg, struct cdc_table **out,
 			cdc_tables_free(t, i + 1);
 			return rc;
 		}
+		if (cfg->cdc_schemas &&
+		    ((t[i].key_schema = relmap_connect_schema(t[i].rel,
+		    t[i].cfg->topic, 1)) == NULL ||
+		    (t[i].val_schema = relmap_connect_schema(t[i].rel,
+		    t[i].cfg->topic, 0)) == NULL)) {
+			cdc_tables_free(t, i + 1);
+			snprintf(err, errlen, "out of memory");
+			return PGR_RETRY;
+		}
 	}
 	*out = t;
 	*n = cfg->ntables;
@@ -395,6 +407,32 @@ send_unrepresentable(rd_kafka_t *rk, const struct cfg *cfg,
 	return rc;
 }
 
+/* {"schema":SCHEMA,"payload":PAYLOAD}: two JSON texts, both whole (the
+ * schema from jansson, the payload from A's row_to_json), put in one
+ * object; "payload":null for a NULL payload (a TRUNCATE's key).
+ * malloc'd, or NULL when memory runs out. */
+static char *
+with_schema(const char *schema, const char *payload, size_t plen)
+{
+	static const char pre[] = "{\"schema\":", mid[] = ",\"payload\":";
+	size_t sl = strlen(schema);
+	char *out;
+
+	if (payload == NULL) {
+		payload = "null";
+		plen = 4;
+	}
+	if ((out = malloc(sizeof(pre) + sl + sizeof(mid) + plen + 1)) == NULL)
+		return NULL;
+	memcpy(out, pre, sizeof(pre) - 1);
+	memcpy(out + sizeof(pre) - 1, schema, sl);
+	memcpy(out + sizeof(pre) - 1 + sl, mid, sizeof(mid) - 1);
+	memcpy(out + sizeof(pre) - 1 + sl + sizeof(mid) - 1, payload, plen);
+	out[sizeof(pre) - 1 + sl + sizeof(mid) - 1 + plen] = '}';
+	out[sizeof(pre) - 1 + sl + sizeof(mid) - 1 + plen + 1] = '\0';
+	return out;
+}
+
 int
 cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct cdc_table *t,
     char op, int64_t change_id, const char *key, size_t klen, const char *val,
@@ -408,12 +446,22 @@ cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct cdc_table *t,
 		 * partition's stream carries it in order with the changes of
 		 * its rows (see NOTES in workers/producer.c); the topic has
 		 * cfg->partitions: the workers check it at start */
+		char *sv = t->val_schema ? with_schema(t->val_schema, val, vlen) : NULL;
+
+		if (t->val_schema != NULL && sv == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 		for (int32_t p = 0; p < cfg->partitions; p++) {
-			if (kfk_produce(rk, t->cfg->topic, p, NULL, 0, (void *)val, vlen,
-			    RD_KAFKA_MSG_F_COPY, NULL, err, errlen) < 0)
+			if (kfk_produce(rk, t->cfg->topic, p, NULL, 0,
+			    sv ? sv : (void *)val, sv ? strlen(sv) : vlen,
+			    RD_KAFKA_MSG_F_COPY, NULL, err, errlen) < 0) {
+				free(sv);
 				return -1;
+			}
 			acks->sent++;
 		}
+		free(sv);
 		log_info("TRUNCATE of %s.%s (change %" PRId64 ") sent to each of the "
 		    "%d partitions of %s; the target deletes every row older than it",
 		    t->rel->schema, t->rel->table, change_id, cfg->partitions,
@@ -432,8 +480,33 @@ cdc_send(rd_kafka_t *rk, const struct cfg *cfg, const struct cdc_table *t,
 		acks->sent++;
 		return 0;
 	}
-	if (kfk_produce(rk, t->cfg->topic, RD_KAFKA_PARTITION_UA, key, klen,
-	    (void *)val, vlen, RD_KAFKA_MSG_F_COPY, NULL, err, errlen) < 0)
+	/* the partition librdkafka's default (consistent_random) gives the
+	 * payload key, whatever the record's key bytes */
+	int32_t part = rd_kafka_msg_partitioner_consistent(NULL, key, klen,
+	    cfg->partitions, NULL, NULL);
+	int rc;
+
+	if (t->key_schema == NULL) {
+		rc = kfk_produce(rk, t->cfg->topic, part, key, klen, (void *)val,
+		    vlen, RD_KAFKA_MSG_F_COPY, NULL, err, errlen);
+	} else {
+		char *sk = with_schema(t->key_schema, key, klen);
+		char *sv = with_schema(t->val_schema, val, vlen);
+
+		if (sk == NULL || sv == NULL) {
+			snprintf(err, errlen, "out of memory");
+			rc = -1;
+		} else {
+			/* F_FREE: librdkafka frees the value once sent */
+			rc = kfk_produce(rk, t->cfg->topic, part, sk, strlen(sk), sv,
+			    strlen(sv), RD_KAFKA_MSG_F_FREE, NULL, err, errlen);
+			if (rc == 0)
+				sv = NULL;
+		}
+		free(sk);
+		free(sv);
+	}
+	if (rc < 0)
 		return -1;
 	acks->sent++;
 	return 0;

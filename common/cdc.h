@@ -18,6 +18,14 @@
  * snapshot saw).  op "t" is a TRUNCATE of the table: before and after
  * null, sent to every partition of its topic.
  *
+ * With cdc.schemas, key and value each travel as Kafka Connect's
+ * JsonConverter writes them with schemas.enable=true:
+ *   {"schema":SCHEMA,"payload":KEY or VALUE above}
+ * the schemas made from the table's description when the worker read it
+ * (relmap_connect_schema).  Either way a record's partition is chosen
+ * from the payload key (CRC32, librdkafka's consistent partitioner), so
+ * a topic's rows keep their partitions when the switch changes.
+ *
  * A value of A that the event cannot carry (a date past 9999 or
  * 'infinity', an infinite timestamp, a multi-dimensional array, text that
  * is not UTF-8) must not stop the pipeline behind it, nor be altered
@@ -49,6 +57,8 @@ struct cdc_table {
 	const struct cfg_table *cfg;
 	struct rel *rel;	/* A's catalog */
 	int id;			/* pgrelay_tables.id: the rel of its changes */
+	char *key_schema;	/* with cdc.schemas: the Kafka Connect schemas */
+	char *val_schema;	/* of its keys and values (relmap_connect_schema) */
 };
 
 /* Describes every table of cfg from A's catalog and makes sure each is

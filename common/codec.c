@@ -64,6 +64,19 @@ codec_decode_event(const void *buf, size_t len, struct change_event *out,
 		snprintf(err, errlen, "expected a JSON object");
 		goto fail;
 	}
+	/* Kafka Connect's JsonConverter form (cdc.schemas): the event is
+	 * the payload; its schema is for Connect's sinks */
+	if (json_object_get(ev, "schema") != NULL) {
+		v = json_object_get(ev, "payload");
+		if (!json_is_object(v)) {
+			snprintf(err, errlen, "payload: expected an object beside "
+			    "\"schema\"");
+			goto fail;
+		}
+		json_incref(v);
+		json_decref(ev);
+		ev = v;
+	}
 	v = json_object_get(ev, "op");
 	op = json_is_string(v) ? json_string_value(v) : NULL;
 	if (op == NULL || strlen(op) != 1 || strchr("cudrt", op[0]) == NULL) {

@@ -68,6 +68,7 @@ static const struct cfg_key cfg_schema[] = {
 	STR("target", "dsn", target_dsn, 1, NULL, "PGRELAY_TARGET_DSN"),
 
 	TABLES("cdc", "tables"),
+	BOOL("cdc", "schemas", cdc_schemas, 0),
 
 	INT("producer", "poll_interval_ms", producer_poll_interval_ms, 10, 1, 600000),
 	INT("producer", "batch_size", producer_batch_size, 5000, 1, 1000000),

@@ -139,6 +139,8 @@ struct cfg {
 	struct cfg_table *tables;
 	int ntables;
 	int tables_given;		/* cdc.tables is in the file */
+	int cdc_schemas;		/* cdc.schemas: events carry their Kafka
+					 * Connect schema (common/cdc.h) */
 
 	/* rules (the default table's) */
 	char *rule_min_dob;		/* "YYYY-MM-DD": dob before it fails */

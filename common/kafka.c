@@ -86,6 +86,9 @@ static const struct kfk_own kfk_own[] = {
 	 * CDC events are small and Kafka is near, there is little to save on
 	 * the wire */
 	{ "compression.codec", "none", NULL, KFK_PRODUCER },
+	/* the default, fixed: the CDC producer picks each record's partition
+	 * from its payload key the same way (common/cdc.c) */
+	{ "partitioner", "consistent_random", NULL, KFK_PRODUCER },
 	/* never give up: the position stays put */
 	{ "message.timeout.ms", "0", NULL, KFK_PRODUCER },
 

@@ -19,6 +19,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "relmap.h"
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,7 +246,8 @@ listed(char *const *list, const char *name)
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod), " \
     "       bt.oid::bigint, bt.typtype, bt.typcategory, " \
     "       et.oid::bigint, et.typtype, et.typcategory, " \
-    "       format_type(bt.typelem, NULL), format_type(a.atttypid, NULL) " \
+    "       format_type(bt.typelem, NULL), format_type(a.atttypid, NULL), " \
+    "       a.attnotnull " \
     "  FROM pg_attribute a " \
     "  JOIN b ab ON ab.oid = a.atttypid " \
     "  JOIN pg_type bt ON bt.oid = ab.base " \
@@ -335,10 +337,14 @@ relmap_load(PGconn *db, const char *name, char *const *include,
 		c->cast = strdup(PQgetvalue(res, i, 9));
 		if (c->name == NULL || c->type == NULL || c->cast == NULL)
 			goto oom;
-		c->cls = pgt_classify((unsigned)strtoul(PQgetvalue(res, i, 2), NULL, 10),
-		    PQgetvalue(res, i, 3)[0], PQgetvalue(res, i, 4)[0]);
+		c->oid = (unsigned)strtoul(PQgetvalue(res, i, 2), NULL, 10);
+		c->typtype = PQgetvalue(res, i, 3)[0];
+		c->notnull = PQgetvalue(res, i, 10)[0] == 't';
+		c->cls = pgt_classify(c->oid, c->typtype, PQgetvalue(res, i, 4)[0]);
 		if (PQgetvalue(res, i, 4)[0] == 'A' && !PQgetisnull(res, i, 5)) {
 			c->cls = PGT_ARRAY;
+			c->elem_oid = (unsigned)strtoul(PQgetvalue(res, i, 5), NULL, 10);
+			c->elem_typtype = PQgetvalue(res, i, 6)[0];
 			c->elem_cls = pgt_classify(
 			    (unsigned)strtoul(PQgetvalue(res, i, 5), NULL, 10),
 			    PQgetvalue(res, i, 6)[0], PQgetvalue(res, i, 7)[0]);
@@ -430,6 +436,170 @@ fail:
 	free(qs);
 	free(qt);
 	return NULL;
+}
+
+/* ---- the Kafka Connect schema of the events ---- */
+
+/* The schema of one value of class cls, base type oid (typtype tt):
+ * Connect's type, and Debezium's semantic name where it has one. */
+static json_t *
+connect_type(enum pgt_class cls, unsigned oid, char tt, enum pgt_class ecls,
+    unsigned eoid, char ett, int optional)
+{
+	const char *type = "string", *name = NULL;
+	json_t *o;
+
+	switch (cls) {
+	case PGT_INT:
+		type = oid == 21 ? "int16" : oid == 20 ? "int64" : "int32";
+		break;
+	case PGT_FLOAT:
+		type = oid == 700 ? "float32" : "float64";
+		break;
+	case PGT_BOOL:
+		type = "boolean";
+		break;
+	case PGT_NUMERIC:	/* decimal.handling.mode=string */
+		break;
+	case PGT_TEXT:
+		name = oid == 2950 ? "io.debezium.data.Uuid" :
+		    oid == 142 ? "io.debezium.data.Xml" :
+		    tt == 'e' ? "io.debezium.data.Enum" : NULL;
+		break;
+	case PGT_DATE:
+		type = "int32";
+		name = "io.debezium.time.Date";
+		break;
+	case PGT_TIMESTAMP:
+		type = "int64";
+		name = "io.debezium.time.MicroTimestamp";
+		break;
+	case PGT_TIMESTAMPTZ:
+		name = "io.debezium.time.ZonedTimestamp";
+		break;
+	case PGT_TIME:
+		type = "int64";
+		name = "io.debezium.time.MicroTime";
+		break;
+	case PGT_INTERVAL:	/* interval.handling.mode=string */
+		name = "io.debezium.time.Interval";
+		break;
+	case PGT_BYTEA:		/* bytes travel as base64 in JsonConverter's JSON */
+		type = "bytes";
+		break;
+	case PGT_JSON:
+		name = "io.debezium.data.Json";
+		break;
+	case PGT_ARRAY:
+		o = json_pack("{s:s, s:o, s:b}", "type", "array", "items",
+		    connect_type(ecls, eoid, ett, PGT_NONE, 0, 0, 1), "optional",
+		    optional);
+		return o;
+	case PGT_NONE:
+		break;
+	}
+	o = json_pack("{s:s, s:b}", "type", type, "optional", optional);
+	if (o != NULL && name != NULL &&
+	    (json_object_set_new(o, "name", json_string(name)) < 0 ||
+	    json_object_set_new(o, "version", json_integer(1)) < 0)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* A struct of r's sent columns (key: its key columns, in its order). */
+static json_t *
+connect_struct(const struct rel *r, const char *name, int key, int optional,
+    const char *field)
+{
+	json_t *fields = json_array(), *o;
+	int n = key ? r->nkeys : r->ncols;
+
+	for (int i = 0; i < n && fields != NULL; i++) {
+		const struct rel_col *c = &r->cols[key ? r->keys[i] : i];
+		json_t *f;
+
+		if (!c->sent)
+			continue;
+		f = connect_type(c->cls, c->oid, c->typtype, c->elem_cls, c->elem_oid,
+		    c->elem_typtype, !(c->notnull || c->key));
+		if (f == NULL || json_object_set_new(f, "field", json_string(c->name)) < 0 ||
+		    json_array_append_new(fields, f) < 0) {
+			json_decref(f);
+			json_decref(fields);
+			fields = NULL;
+		}
+	}
+	if (fields == NULL)
+		return NULL;
+	o = json_pack("{s:s, s:o, s:b, s:s}", "type", "struct", "fields", fields,
+	    "optional", optional, "name", name);
+	if (o != NULL && field != NULL &&
+	    json_object_set_new(o, "field", json_string(field)) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The source block's schema (common/cdc.h lists its fields). */
+static json_t *
+connect_source(void)
+{
+	static const struct { const char *f, *t; int opt; } src[] = {
+		{ "version", "string", 0 }, { "connector", "string", 0 },
+		{ "name", "string", 0 }, { "db", "string", 0 },
+		{ "schema", "string", 0 }, { "table", "string", 0 },
+		{ "snapshot", "string", 1 }, { "change_id", "int64", 0 },
+		{ "txId", "int64", 1 }, { "ts_ms", "int64", 1 },
+	};
+	json_t *fields = json_array();
+
+	for (size_t i = 0; i < sizeof(src) / sizeof(src[0]) && fields != NULL; i++) {
+		if (json_array_append_new(fields, json_pack("{s:s, s:b, s:s}", "type",
+		    src[i].t, "optional", src[i].opt, "field", src[i].f)) < 0) {
+			json_decref(fields);
+			fields = NULL;
+		}
+	}
+	if (fields == NULL)
+		return NULL;
+	return json_pack("{s:s, s:o, s:b, s:s, s:s}", "type", "struct", "fields",
+	    fields, "optional", 0, "name", "io.pgrelay.connector.Source", "field",
+	    "source");
+}
+
+char *
+relmap_connect_schema(const struct rel *r, const char *topic, int key)
+{
+	size_t tl = strlen(topic) + 16;
+	char *kn = malloc(tl), *vn = malloc(tl), *en = malloc(tl), *out = NULL;
+	json_t *s = NULL;
+
+	if (kn == NULL || vn == NULL || en == NULL)
+		goto done;
+	snprintf(kn, tl, "%s.Key", topic);
+	snprintf(vn, tl, "%s.Value", topic);
+	snprintf(en, tl, "%s.Envelope", topic);
+	if (key)
+		s = connect_struct(r, kn, 1, 0, NULL);
+	else
+		s = json_pack("{s:s, s:[o, o, o, {s:s, s:b, s:s}, {s:s, s:b, s:s}], "
+		    "s:b, s:s, s:i}", "type", "struct", "fields",
+		    connect_struct(r, vn, 0, 1, "before"),
+		    connect_struct(r, vn, 0, 1, "after"), connect_source(),
+		    "type", "string", "optional", 0, "field", "op",
+		    "type", "int64", "optional", 1, "field", "ts_ms",
+		    "optional", 0, "name", en, "version", 1);
+	if (s != NULL)
+		out = json_dumps(s, JSON_COMPACT | JSON_PRESERVE_ORDER);
+done:
+	json_decref(s);
+	free(kn);
+	free(vn);
+	free(en);
+	return out;
 }
 
 /* ---- SQL on A: to the event ---- */

@@ -53,6 +53,11 @@ struct rel_col {
 	enum pgt_class cls;
 	enum pgt_class elem_cls;	/* for PGT_ARRAY */
 	char *elem_type;	/* for PGT_ARRAY: the element's format_type() */
+	unsigned oid;		/* its base type (after domains), for the */
+	char typtype;		/* Kafka Connect schema: int2/4/8, float4/8, */
+	unsigned elem_oid;	/* uuid, enum ... (relmap_connect_schema) */
+	char elem_typtype;
+	int notnull;		/* attnotnull */
 	int key;		/* 1 + its place in the key, or 0 */
 	int sent;		/* carried by the event (include/exclude lists) */
 };
@@ -120,6 +125,14 @@ char *relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias);
  * change table (pgrelay_changes.key), as the capture trigger writes it:
  * to_json(k)::text, or json_build_array(k1, k2, ...)::text. */
 char *relmap_sql_change_key(PGconn *db, const struct rel *r, const char *alias);
+
+/* The Kafka Connect schema (JsonConverter's JSON, schemas.enable=true)
+ * of the events of r on topic: key 1, the key's struct ("TOPIC.Key");
+ * key 0, the envelope ("TOPIC.Envelope": before and after "TOPIC.Value",
+ * source, op, ts_ms).  Types follow Debezium's PostgreSQL connector with
+ * the handling modes relmap.h names (README, Types).  Compact JSON text,
+ * malloc'd, or NULL when memory runs out. */
+char *relmap_connect_schema(const struct rel *r, const char *topic, int key);
 
 /*
  * SQL on B.

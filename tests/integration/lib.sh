@@ -90,7 +90,7 @@ $T_KAFKA_PROPERTIES
 source = { dsn = "${T_SOURCE_DSN:-set by PGRELAY_SOURCE_DSN}"; };${T_TABLES:+
 cdc = {${T_CDC_SCHEMAS:+ schemas = $T_CDC_SCHEMAS;} tables = (
 $T_TABLES
-); \};}
+);${T_CDC_SCHEMAS:+ schemas = $T_CDC_SCHEMAS;} \};}
 target = { dsn = "${T_TARGET_DSN:-set by PGRELAY_TARGET_DSN}"; };
 producer = { poll_interval_ms = 10; batch_size = ${T_PRODUCER_BATCH:-5000}; retention_s = 3600; };
 snapshot = { batch_size = ${T_SNAPSHOT_BATCH:-10000}; };

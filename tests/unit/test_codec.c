@@ -270,6 +270,129 @@ test_keys(void)
 	codec_event_free(&d);
 }
 
+/* The field named name of a Connect struct schema s, or NULL. */
+static json_t *
+field_of(json_t *s, const char *name)
+{
+	size_t i;
+	json_t *f;
+
+	json_array_foreach(json_object_get(s, "fields"), i, f) {
+		if (strcmp(json_string_value(json_object_get(f, "field")), name) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+/* "type" (and "name", or none when name is NULL) of field col of st. */
+static void
+connect_is(json_t *st, const char *col, const char *type, const char *name,
+    int optional)
+{
+	json_t *f = field_of(st, col);
+	const char *n = f ? json_string_value(json_object_get(f, "name")) : NULL;
+
+	const char *t = f ? json_string_value(json_object_get(f, "type")) : NULL;
+
+	ok(t != NULL && strcmp(t, type) == 0, "connect schema: %s is %s (%s)", col,
+	    type, t ? t : "missing");
+	ok(name ? n != NULL && strcmp(n, name) == 0 : n == NULL,
+	    "connect schema: %s is named %s", col, name ? name : "(none)");
+	ok(f && json_is_true(json_object_get(f, "optional")) == optional,
+	    "connect schema: %s is %s", col, optional ? "optional" : "required");
+}
+
+/* cdc.schemas: the Kafka Connect schemas made from a table's description,
+ * and the consumer reading an event in Connect's form. */
+static void
+test_connect(void)
+{
+	char *ks = relmap_connect_schema(emp, "pgrelay.public.employees", 1);
+	char *vs = relmap_connect_schema(emp, "pgrelay.public.employees", 0);
+	json_error_t je;
+	json_t *v = vs ? json_loads(vs, 0, &je) : NULL, *after;
+	struct change_event d;
+	char err[256], *ev;
+
+	is_str(ks, "{\"type\":\"struct\",\"fields\":[{\"type\":\"int32\","
+	    "\"optional\":false,\"field\":\"emp_id\"}],\"optional\":false,"
+	    "\"name\":\"pgrelay.public.employees.Key\"}",
+	    "connect schema of employees' key: one required int32, named TOPIC.Key");
+	ok(v != NULL, "the value schema is JSON");
+	is_str(json_string_value(json_object_get(v, "name")),
+	    "pgrelay.public.employees.Envelope", "the value schema is TOPIC.Envelope");
+	after = field_of(v, "after");
+	is_str(after ? json_string_value(json_object_get(after, "name")) : NULL,
+	    "pgrelay.public.employees.Value", "after is TOPIC.Value");
+	ok(json_equal(after ? json_object_get(after, "fields") : NULL,
+	    json_object_get(field_of(v, "before"), "fields")),
+	    "before and after have the same fields");
+	connect_is(after, "emp_id", "int32", NULL, 0);
+	connect_is(after, "first_name", "string", NULL, 1);
+	connect_is(after, "dob", "int32", "io.debezium.time.Date", 1);
+	connect_is(after, "salary", "int32", NULL, 1);
+	connect_is(v, "op", "string", NULL, 0);
+	connect_is(field_of(v, "source"), "change_id", "int64", NULL, 0);
+
+	/* every class, by the base types relmap_load() records */
+	multi->cols[0].oid = 2950;		/* k1 uuid */
+	multi->cols[2].oid = 21;		/* i2 */
+	multi->cols[3].oid = 23;
+	multi->cols[4].oid = 20;		/* i8 */
+	multi->cols[6].oid = 700;		/* f4 */
+	multi->cols[7].oid = 701;
+	multi->cols[9].notnull = 1;		/* t text NOT NULL */
+	free(vs);
+	json_decref(v);
+	vs = relmap_connect_schema(multi, "p.public.multi", 0);
+	v = vs ? json_loads(vs, 0, &je) : NULL;
+	after = field_of(v, "after");
+	connect_is(after, "k1", "string", "io.debezium.data.Uuid", 0);
+	connect_is(after, "i2", "int16", NULL, 1);
+	connect_is(after, "i4", "int32", NULL, 1);
+	connect_is(after, "i8", "int64", NULL, 1);
+	connect_is(after, "n", "string", NULL, 1);
+	connect_is(after, "f4", "float32", NULL, 1);
+	connect_is(after, "f8", "float64", NULL, 1);
+	connect_is(after, "b", "boolean", NULL, 1);
+	connect_is(after, "t", "string", NULL, 0);
+	connect_is(after, "by", "bytes", NULL, 1);
+	connect_is(after, "tm", "int64", "io.debezium.time.MicroTime", 1);
+	connect_is(after, "ts", "int64", "io.debezium.time.MicroTimestamp", 1);
+	connect_is(after, "tstz", "string", "io.debezium.time.ZonedTimestamp", 1);
+	connect_is(after, "iv", "string", "io.debezium.time.Interval", 1);
+	connect_is(after, "j", "string", "io.debezium.data.Json", 1);
+	connect_is(after, "ai", "array", NULL, 1);
+	is_str(json_string_value(json_object_get(json_object_get(field_of(after, "ad"),
+	    "items"), "name")), "io.debezium.time.Date", "connect schema: ad's items are Dates");
+	multi->cols[9].notnull = 0;
+
+	/* the consumer reads the payload of Connect's form */
+	const char *bare = "{\"before\":null,\"after\":{\"emp_id\":5,\"first_name\":\"A\","
+	    "\"last_name\":null,\"dob\":14000,\"city\":null,\"salary\":20000},"
+	    "\"source\":{\"change_id\":3,\"txId\":9},\"op\":\"u\",\"ts_ms\":2}";
+	size_t n = strlen(bare) + strlen(vs) + 64;
+	ev = malloc(n);
+	snprintf(ev, n, "{\"schema\":%s,\"payload\":%s}", vs, bare);
+	if (!ok(decode_check(emp, ev, strlen(ev), &d, err, sizeof(err)) == 0,
+	    "an event with its Connect schema decodes"))
+		printf("#   %s\n", err);
+	else {
+		is_int(d.op, 'u', "schema form: op from the payload");
+		is_int(d.change_id, 3, "schema form: change_id from the payload");
+		is_int(json_integer_value(json_object_get(d.row, "salary")), 20000,
+		    "schema form: the row from the payload");
+		codec_event_free(&d);
+	}
+	snprintf(ev, n, "{\"schema\":%s,\"payload\":\"x\"}", vs);
+	ok(codec_decode_event(ev, strlen(ev), &d, err, sizeof(err)) < 0 &&
+	    strstr(err, "payload") != NULL, "a schema without an object payload is refused: %s", err);
+	free(ev);
+	free(ks);
+	free(vs);
+	json_decref(v);
+}
+
 int
 main(void)
 {
@@ -455,6 +578,8 @@ main(void)
 	is_str(buf, "0001-01-01", "the oldest date");
 	codec_days_to_date(CODEC_DOB_MAX_DAYS, buf, sizeof(buf));
 	is_str(buf, "9999-12-31", "the newest date");
+
+	test_connect();
 
 	/* Mutation fuzz: flip, insert and delete bytes of a valid event. */
 	const char *base = "{\"before\":null,\"after\":{\"emp_id\":7,\"first_name\":"

@@ -71,8 +71,7 @@ qb() { psql "$PGRELAY_TARGET_DSN" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 # T_BROKERS, T_SOURCE_DSN and T_TARGET_DSN put the brokers and DSNs in the
 # file (by default the environment's apply); T_KAFKA_PROPERTIES is the body
 # of kafka.properties, one ("name", "value") pair per line; T_TABLES the
-# body of cdc.tables (by default none: the employees table on $T_TOPIC);
-# T_CDC_SCHEMAS (true or false) sets cdc.schemas beside it.
+# body of cdc.tables (by default none: the employees table on $T_TOPIC).
 write_config() {
 	local f=${1:-$T_DIR/pgrelay.conf}
 	cat > "$f" <<CONF
@@ -88,7 +87,7 @@ $T_KAFKA_PROPERTIES
   );}
 };
 source = { dsn = "${T_SOURCE_DSN:-set by PGRELAY_SOURCE_DSN}"; };${T_TABLES:+
-cdc = {${T_CDC_SCHEMAS:+ schemas = $T_CDC_SCHEMAS;} tables = (
+cdc = { tables = (
 $T_TABLES
 );${T_CDC_SCHEMAS:+ schemas = $T_CDC_SCHEMAS;} \};}
 target = { dsn = "${T_TARGET_DSN:-set by PGRELAY_TARGET_DSN}"; };

@@ -462,7 +462,7 @@ connect_type(enum pgt_class cls, unsigned oid, char tt, enum pgt_class ecls,
 		type = oid == 21 ? "int16" : oid == 20 ? "int64" : "int32";
 		break;
 	case PGT_FLOAT:
-		type = oid == 700 ? "float32" : "float64";
+		type = oid == 700 ? "float" : "double";	/* JsonConverter's names */
 		break;
 	case PGT_BOOL:
 		type = "boolean";

@@ -87,7 +87,7 @@ def fits(sch, v, where):
     t = sch["type"]
     if t in INT:
         assert isinstance(v, int) and not isinstance(v, bool) and -INT[t] <= v < INT[t], f"{where}: {v!r} is no {t}"
-    elif t in ("float32", "float64"):
+    elif t in ("float", "double"):
         # NaN and the infinities travel as strings (JSON has no NaN)
         assert (isinstance(v, (int, float)) and not isinstance(v, bool)) or v in ("NaN", "Infinity", "-Infinity"), f"{where}: {v!r} is no {t}"
     elif t == "boolean":

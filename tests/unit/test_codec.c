@@ -352,8 +352,8 @@ test_connect(void)
 	connect_is(after, "i4", "int32", NULL, 1);
 	connect_is(after, "i8", "int64", NULL, 1);
 	connect_is(after, "n", "string", NULL, 1);
-	connect_is(after, "f4", "float32", NULL, 1);
-	connect_is(after, "f8", "float64", NULL, 1);
+	connect_is(after, "f4", "float", NULL, 1);
+	connect_is(after, "f8", "double", NULL, 1);
 	connect_is(after, "b", "boolean", NULL, 1);
 	connect_is(after, "t", "string", NULL, 0);
 	connect_is(after, "by", "bytes", NULL, 1);

@@ -5,7 +5,8 @@
 # and no code of pgrelay's on the consuming side.  employees and the
 # every-type table of test 125 go to a third PostgreSQL database, c on B's
 # server, and employees to MariaDB; snapshot, inserts, updates, deletes, a
-# key change and a TRUNCATE followed by inserts.  Each target is compared
+# key change, a TRUNCATE followed by inserts, and an ADD COLUMN on the
+# every-type table in the middle.  Each target is compared
 # with A row by row, column by column, with exact row counts.
 #
 # The sink creates its tables (schema.evolution=basic); where a type
@@ -18,6 +19,8 @@
 #   domain t_posint         integer
 #   jsonb                   json        (its text form; ::jsonb)
 #   numeric[]               text[]      ::numeric[]
+#   json 'null'             json        NULL once an update carries it (the
+#                           snapshot's insert keeps it): A's compared as NULL
 #   real, double precision  real, double precision: but NaN, Infinity and
 #                           -Infinity arrive as 0 (JsonConverter reads the
 #                           strings "NaN"... of a float field as 0, with no
@@ -225,6 +228,14 @@ qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)
        INSERT INTO employees (first_name, last_name, dob, city, salary)
        VALUES ('Ada', E'O''Brien ✓', '1815-12-10', 'London', 99999)"
 gen 301 350
+# ADD COLUMN in the middle: the events' schema follows (the sink adds the
+# column, schema.evolution=basic); every row changes afterwards, so each
+# carries it (a row the sink never hears of again keeps NULL there: the
+# sink adds the column without A's DEFAULT)
+qa -c "ALTER TABLE t_types ADD COLUMN extra text DEFAULT 'dflt'"
+gen 351 360
+qa -c "UPDATE t_types SET extra = 'e' || i2 WHERE i2 % 2 = 0;
+       UPDATE t_types SET t = t WHERE i2 IS NULL OR i2 % 2 <> 0"
 qa -c "INSERT INTO t_types (id, part, t) VALUES ('ffffffff-ffff-ffff-ffff-ffffffffffff', 0, 'last')"
 
 wait_until 90 'test "$(qc -c "SELECT count(*) FROM t_types WHERE t = '\''last'\''" 2>/dev/null)" = 1 &&
@@ -259,12 +270,13 @@ compare "employees in c" "SELECT ($EMP) FROM employees ORDER BY emp_id" \
 rowtext() { echo "replace(ROW($1)::text, E'\\n', '\\n')"; }
 is "$(qa -c "SELECT count(*) FROM employees WHERE last_name = 'truncate'")" 120 \
     "A holds the 120 rows written after its TRUNCATE (and c the same, above)"
-# every column of t_types but ad, c's cast back to A's type (see the top)
+# every column of t_types but ad, extra (added midway) too, c's cast back
+# to A's type (see the top)
 flt() { echo "CASE WHEN $1 IN ('NaN', 'Infinity', '-Infinity') OR $1 = 0 THEN 0 ELSE $1 END"; }
 COLS_A="id, part, i2, i4, i8, num, num2, $(flt f4), $(flt f8), b, t, vc, ch, by, d, tm, ts,
-  tstz, iv, u, j, jb, ai, at, an, mood::text, dom::integer"
+  tstz, iv, u, nullif(j::text, 'null')::json, jb, ai, at, an, mood::text, dom::integer, extra"
 COLS_C="id, part, i2, i4, i8, num::numeric, num2::numeric(12,3), f4, f8, b, t, vc::varchar(20),
-  ch::char(5), by, d, tm, ts, tstz, iv::interval, u, j, jb::jsonb, ai, at, an::numeric[], mood, dom"
+  ch::char(5), by, d, tm, ts, tstz, iv::interval, u, j, jb::jsonb, ai, at, an::numeric[], mood, dom, extra"
 compare "t_types in c" "SELECT $(rowtext "$COLS_A") FROM t_types ORDER BY id, part" \
     "SELECT $(rowtext "$COLS_C") FROM t_types ORDER BY id, part" qcc "$n_types"
 is "$(qc -c "SELECT num FROM t_types WHERE id = '00000000-0000-0000-0000-000000000001'")" \

@@ -5,9 +5,9 @@
 #  - ADD COLUMN, consumer.schema_evolution = none: t_evo's changes that
 #    carry the new column go to the DLQ naming it; once B has the column,
 #    they apply again; B = A after every row changes again.
-#  - ADD COLUMN ... DEFAULT, add_columns (a reload), with the producer
-#    frozen over the ALTER so that one window holds changes captured
-#    before it and after it: B gets the column, the older rows the
+#  - ADD COLUMN ... DEFAULT, add_columns (a reload), under a writer of
+#    both tables, with the producer frozen over the ALTER so that one
+#    window holds changes captured before it and after it: B gets the column, the older rows the
 #    DEFAULT (the value A's older rows read as), the changes captured
 #    before it too; no DLQ; B = A every column.
 #  - DROP COLUMN: B keeps the column; a row changed afterwards holds NULL.
@@ -63,6 +63,20 @@ wait_until 30 'grep -q "schema_evolution = \"add_columns\"" "$T_DIR/run/active.c
 ok $? "reloaded with consumer.schema_evolution = add_columns"
 sleep 2
 dlq0=$(dlq_lines | wc -l)
+# a writer of t_evo and t_other, one change a transaction, across the ALTER
+writer() {
+	local i=0 end=$((SECONDS + 4))
+	while [ $SECONDS -lt $end ]; do
+		qa -c "UPDATE t_evo SET v = v || 'w' WHERE id = $((i % 100 + 1));
+		       INSERT INTO t_evo (id, v) VALUES ($((1000 + i)), 'w$i');
+		       INSERT INTO t_other VALUES ($((1000 + i)), 'w$i')" 2>> "$T_DIR/writer.err"
+		i=$((i + 1))
+	done
+	echo "$i" > "$T_DIR/writer.n"
+}
+writer &
+wpid=$!
+sleep 1
 prod=$(child_pids producer)
 kill -STOP $prod
 qa -c "UPDATE t_evo SET v = v || '.before' WHERE id BETWEEN 11 AND 20"
@@ -71,10 +85,14 @@ qa -c "UPDATE t_evo SET d = 'd' || id WHERE id BETWEEN 21 AND 30;
        INSERT INTO t_evo (id, v) VALUES (101, 'new')"
 other 111 120
 kill -CONT $prod
+wait $wpid
+ok "$([ -s "$T_DIR/writer.err" ]; echo $((1 - $?)))" \
+    "the writer wrote $(cat "$T_DIR/writer.n") transactions across the ALTER, none failed"
 other_arrived 120
 ok $? "t_other streams across the ALTER"
-wait_until 30 'test "$(qb -c "SELECT count(*) FROM t_evo WHERE id = 101")" = 1'
-ok $? "the row inserted after the ALTER arrived"
+wait_until 30 'test "$(qb -c "SELECT count(*) FROM t_evo")" = "$(qa -c "SELECT count(*) FROM t_evo")" &&
+    test "$(qb -c "SELECT count(*) FROM t_evo WHERE id = 101")" = 1'
+ok $? "the rows inserted after the ALTER arrived"
 compare_table "ADD COLUMN DEFAULT, added by the consumer" t_evo id
 is "$(qb -c "SELECT count(*) FROM t_evo WHERE d = 'dflt'")" \
     "$(qa -c "SELECT count(*) FROM t_evo WHERE d = 'dflt'")" \
@@ -97,11 +115,12 @@ wait_until 20 'dlq_lines | grep -q "after.c: "'
 ok $? "a value B's integer cannot hold goes to the DLQ naming the column"
 
 # 5. RENAME COLUMN under add_columns.
+v5=$(qa -c "SELECT v FROM t_evo WHERE id = 5")
 qa -c "ALTER TABLE t_evo RENAME COLUMN v TO v2"
 qa -c "UPDATE t_evo SET v2 = 'renamed' WHERE id = 4"
 wait_until 20 'test "$(qb -c "SELECT v2 FROM t_evo WHERE id = 4" 2>/dev/null)" = renamed'
 ok $? "RENAME: the new name is added on B and carries the value"
-is "$(qb -c "SELECT v IS NULL FROM t_evo WHERE id = 4"),$(qb -c "SELECT v FROM t_evo WHERE id = 5")" "t,v5.1" \
+is "$(qb -c "SELECT v IS NULL FROM t_evo WHERE id = 4"),$(qb -c "SELECT v FROM t_evo WHERE id = 5")" "t,$v5" \
     "RENAME: the old name is NULL in a row changed afterwards, kept in the others"
 
 other 121 130

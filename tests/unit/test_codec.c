@@ -384,6 +384,25 @@ test_connect(void)
 		    "schema form: the row from the payload");
 		codec_event_free(&d);
 	}
+	/* a column B's table lacks (added on A) is named, not ignored */
+	snprintf(ev, n, "{\"before\":null,\"after\":{\"emp_id\":5,\"title\":\"x\"},"
+	    "\"source\":{\"change_id\":3},\"op\":\"c\"}");
+	if (ok(codec_decode_event(ev, strlen(ev), &d, err, sizeof(err)) == 0,
+	    "an event with a column B lacks decodes")) {
+		const char *u = codec_unknown_column(emp, &d);
+
+		ok(u != NULL && strcmp(u, "title") == 0,
+		    "codec_unknown_column names it: %s", u ? u : "(none)");
+		codec_event_free(&d);
+	}
+	snprintf(ev, n, "{\"before\":null,\"after\":{\"emp_id\":5,\"city\":null},"
+	    "\"source\":{\"change_id\":3},\"op\":\"c\"}");
+	if (ok(codec_decode_event(ev, strlen(ev), &d, err, sizeof(err)) == 0,
+	    "an event with fewer columns than B decodes")) {
+		ok(codec_unknown_column(emp, &d) == NULL,
+		    "codec_unknown_column: none unknown when the event has fewer");
+		codec_event_free(&d);
+	}
 	snprintf(ev, n, "{\"schema\":%s,\"payload\":\"x\"}", vs);
 	ok(codec_decode_event(ev, strlen(ev), &d, err, sizeof(err)) < 0 &&
 	    strstr(err, "payload") != NULL, "a schema without an object payload is refused: %s", err);

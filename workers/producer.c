@@ -977,13 +977,16 @@ run_round(struct producer *p, char *err, size_t errlen)
 	 * snapshot hi: a change visible in hi was written after every ALTER
 	 * TABLE before it committed, so the window is made with a description
 	 * at least as new as any of its changes. */
-	const char *oids[1] = { p->oids };
+	/* An idle round (the snapshot the last window was sent to) reads no
+	 * catalog: it sends nothing (0.05 ms a round, 0.2 with the columns). */
+	const char *params[2] = { p->oids, p->idle_snap };
 	PGresult *st = db_query(p->db, "SELECT snap::text, epoch, "
-	    "pg_current_snapshot()::text, (SELECT md5(string_agg(concat_ws(' ', "
+	    "pg_current_snapshot()::text, CASE WHEN pg_current_snapshot()::text "
+	    "IS DISTINCT FROM $2 THEN (SELECT md5(string_agg(concat_ws(' ', "
 	    "attrelid, attnum, attname, atttypid, atttypmod, attnotnull, "
 	    "attmissingval), ',' ORDER BY attrelid, attnum)) FROM pg_attribute "
-	    "WHERE attrelid = ANY ($1::oid[]) AND attnum > 0 AND NOT attisdropped) "
-	    "FROM pgrelay_producer_state WHERE id = 1", 1, oids, err, errlen);
+	    "WHERE attrelid = ANY ($1::oid[]) AND attnum > 0 AND NOT attisdropped) END "
+	    "FROM pgrelay_producer_state WHERE id = 1", 2, params, err, errlen);
 	long n;
 
 	if (st == NULL)
@@ -994,6 +997,10 @@ run_round(struct producer *p, char *err, size_t errlen)
 		    "run the snapshot worker first");
 		return PGR_RETRY;
 	}
+	if (p->idle_snap != NULL && strcmp(p->idle_snap, PQgetvalue(st, 0, 2)) == 0) {
+		PQclear(st);
+		return 0;
+	}
 	/* the first round describes the tables again after reading the
 	 * shape, so an ALTER between connect_source() and it is not missed */
 	if (p->shape == NULL || strcmp(p->shape, PQgetvalue(st, 0, 3)) != 0) {
@@ -1003,12 +1010,6 @@ run_round(struct producer *p, char *err, size_t errlen)
 		}
 		free(p->shape);
 		p->shape = strdup(PQgetvalue(st, 0, 3));
-		free(p->idle_snap);
-		p->idle_snap = NULL;
-	}
-	if (p->idle_snap != NULL && strcmp(p->idle_snap, PQgetvalue(st, 0, 2)) == 0) {
-		PQclear(st);
-		return 0;
 	}
 	free(p->idle_snap);
 	p->idle_snap = NULL;

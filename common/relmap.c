@@ -992,6 +992,8 @@ key_list(PGconn *db, struct sbuf *b, const struct rel *r, const char *prefix)
 	}
 }
 
+/* The statements and their order are what common/target.c's NOTES argue
+ * for: change them together. */
 char *
 relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
     const char *version_table)

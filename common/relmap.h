@@ -156,9 +156,9 @@ char *relmap_sql_from_event(PGconn *db, const struct rel_col *col, const char *a
  * pgrelay_targets as reg_id with its version table version_table (a
  * qualified, quoted name).  p_rows is a JSON array of
  * {"op":..,"version":N,"row":{event row}} (a TRUNCATE: no row), at most
- * one per row.  The semantics of 004_truncate.sql's
- * pgrelay_apply_employees(), per table (common/target.c has the details).
- * malloc'd, or NULL when memory runs out. */
+ * one per row.  Its semantics and why they are right (version locks in
+ * key order, the truncate lock and horizon, one pass = one message at a
+ * time): common/target.c, NOTES.  malloc'd, or NULL when memory runs out. */
 char *relmap_sql_apply_body(PGconn *db, const struct rel *r, int reg_id,
     const char *version_table);
 

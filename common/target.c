@@ -4,29 +4,98 @@
  * NOTES
  *
  * Registry.  pgrelay_targets holds one row per target table: its id, its
- * version table (the version of the last change applied to each row, kept
- * after a delete as a tombstone; the key columns with the target's names
- * and types) and its truncate horizon.  pgrelay_register_target() makes
- * both on first use, under B's setup lock (advisory lock (1885828466,
- * 0)), so consumers starting together register a table once.  employees
- * of a version-4 install is registered by 005_any_table.sql with its old
- * version table (pgrelay_row_version) and horizon.
+ * version table (the version, A's change_id, of the last change applied
+ * to each row, kept after a delete as a tombstone; the key columns with
+ * the target's names and types) and its truncate horizon.
+ * pgrelay_register_target() makes both on first use, under B's setup lock
+ * (advisory lock (1885828466, 0)), so consumers starting together register
+ * a table once.  employees of a version-4 install is registered by
+ * 005_any_table.sql with its old version table (pgrelay_row_version) and
+ * horizon (pgrelay_truncate_horizon's).
  *
- * The apply function.  Generated from B's entry (relmap_sql_apply_body)
- * with the semantics of 004_truncate.sql's pgrelay_apply_employees(), per
- * table: the table's truncate lock is the advisory lock (1885828466, id),
- * taken shared for changes and exclusively when the batch holds a
- * TRUNCATE above the horizon; the horizon is pgrelay_targets.horizon;
- * each row's version lock is claimed in key order before anything is
- * read, a new row's too; a change applies when newer than the row's
- * version (a snapshot row also when equal) and not below the horizon.
- * It returns, for each element of the batch (by its ordinal in the JSON
- * array) whose row B had a version of, that version, and (NULL, horizon)
- * when B had a horizon: the consumer replays its verdicts from these.
- * The function is named by the md5 of its text, pgrelay_apply_<16 hex>,
- * and created only when missing (pgrelay_ensure_function, under the setup
- * lock): consumers never replace each other's function, and a table whose
- * columns changed gets a new one beside the old.
+ * The apply function.  Generated from B's entry (relmap_sql_apply_body),
+ * one per table and shape; what follows is why it is right.  (Before
+ * target version 5 the same argument sat in the headers of the
+ * hand-written employees functions of sql/target/001, 003 and 004, which
+ * 005_any_table.sql now drops.)  It applies a batch, a JSON array of
+ * changes with at most one per row (the consumer keeps each row's newest
+ * and the batch's newest TRUNCATE); a batch of one is how the consumer
+ * applies messages one at a time.  It returns, for each element (by its
+ * ordinal in the array) whose row B had a version of, that version, and
+ * (NULL, horizon) when B had a horizon before the batch: the consumer
+ * replays the batch in its order over these and counts each change,
+ * TRUNCATEs included, applied or stale.  The function is named by the md5
+ * of its text, pgrelay_apply_<16 hex>, and created only when missing
+ * (pgrelay_ensure_function, under the setup lock): consumers never replace
+ * each other's function, and a table whose columns changed gets a new one
+ * beside the old.
+ *
+ * Versions.  A change applies only if its version is newer than the one
+ * the row's version table holds, so a replayed or duplicated message never
+ * applies twice or moves a row back to an older state.  A snapshot row
+ * (op "r") carries the newest version its snapshot saw of the row and
+ * applies when equal too.  change_ids are unique, so only a snapshot row
+ * can carry a version B already holds, or a TRUNCATE's (snapshot.c).
+ *
+ * Horizon.  pgrelay_targets.horizon is the change_id of the newest
+ * TRUNCATE applied to the table (0: none).  A TRUNCATE of version T
+ * deletes every row of the table whose version is below T (or that has
+ * none), with its version, and makes T the horizon; from then on a change
+ * below the horizon is stale, for a row B never had too.  A row whose
+ * version is T or newer stays: a snapshot row that carries T (no change of
+ * its own since) or a row A wrote after the TRUNCATE.  The producer sends
+ * a TRUNCATE to every partition, each partition's stream carries it in
+ * order, and a change below T still in another partition's backlog meets
+ * the horizon.  So every version B keeps is at or above the horizon, and a
+ * version below it carries nothing the horizon does not: hence deleted
+ * rather than kept as a tombstone at T.
+ *
+ * Locks.  The table's truncate lock is the transaction-scoped advisory
+ * lock (1885828466, id), id its pgrelay_targets.id (on B, 0 is the setup
+ * lock; on A, 1 is the producer's and 2 the snapshot's).  Before anything
+ * else the function takes it exclusively when the batch holds a TRUNCATE,
+ * shared when not; the next statement reads the horizon under it, in a new
+ * snapshot (plpgsql takes one per statement in READ COMMITTED).  So an
+ * apply of a TRUNCATE runs alone on the table, after every apply that
+ * began before it has committed and before any that begins after it reads
+ * the horizon.  The lock comes before any row's version lock in both
+ * kinds, so they cannot deadlock on it (a batch applied a message at a
+ * time can: consumer.c).  Then, with a TRUNCATE above the horizon (T), the
+ * function reads the versions B had of the batch's rows, for the caller,
+ * deletes the rows and versions below T and raises the horizon to T.  Then
+ * two statements, for the changes at or above the horizon (now T) only; a
+ * change below it claims nothing (a new row's version would be below the
+ * horizon) and is stale.  The first, the claim, takes every row's version
+ * lock in key order: a row B has no version of gets the change's (a new
+ * row: the change applies), a version B holds is locked (ON CONFLICT DO
+ * UPDATE locks the row even where its WHERE is false), after any
+ * transaction that is inserting or changing it ends.  So two members that
+ * briefly share a partition, or a stopped member that wakes up, apply one
+ * row one after the other, new rows included, the newer version wins in
+ * either order, and they wait for each other instead of deadlocking.  The
+ * second reads the versions B had and writes the rows and versions, under
+ * those locks and in a snapshot taken after them: it sees what the
+ * transactions it waited for wrote, a row one of them created included.
+ * Its data-modifying CTEs run to completion whether or not the final
+ * SELECT reads them.
+ *
+ * One pass = one at a time.  The batch's result is what applying its
+ * messages one at a time, in their order, would leave.  Call a row's
+ * effective version its version in the version table, or the horizon when
+ * it has none or an older one (a TRUNCATE deleted it).  One at a time, a
+ * change applies exactly when it is newer than the row's effective version
+ * (a snapshot row also when equal), and sets it; a TRUNCATE of version T
+ * raises every effective version below T to T, deleting those rows.  Each
+ * step only raises effective versions, to a maximum: a row ends as the
+ * newest event that reached it (its state before the batch, the batch's
+ * changes of it, the batch's TRUNCATEs), whatever their order.  The
+ * function reaches the same maxima in one pass: first the batch's newest
+ * TRUNCATE if it is above the horizon (T), then each row's newest change
+ * if it is at or above the horizon (now T) and newer than the row's
+ * version.  A change below T is not written at all: one at a time, it
+ * would have been written and then deleted by T, or found stale.  Of a
+ * row's changes in the batch only the newest is sent: the older ones
+ * would be overwritten by it, or are stale.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "target.h"

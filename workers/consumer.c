@@ -23,7 +23,7 @@
  * function applies a change only if it is newer (a snapshot row also if
  * equal), first claiming the row's version lock, a new row's too, in key
  * order, so two members applying one row at once go one after the other
- * and the newer version wins (schema version 3's rule, per table).
+ * and the newer version wins (common/target.c, NOTES).
  *
  * Batches.  A batch is decoded and checked here and split by table (by
  * topic); each table's part goes to its function in one statement, the
@@ -49,10 +49,10 @@
  * stale, for a row B never had too; on the other partitions it is stale.
  * It runs alone on the table (its advisory lock (1885828466, id), taken
  * shared by every apply of the table's changes).  In a batch, the result
- * is what applying the messages one by one would leave (004_truncate.sql
- * has the argument).  A batch applied a message at a time takes the lock
- * shared for a change, then exclusively for a TRUNCATE: two such members
- * can deadlock; PostgreSQL ends one, and its batch is retried.
+ * is what applying the messages one by one would leave (common/target.c's
+ * NOTES have the argument).  A batch applied a message at a time takes
+ * the lock shared for a change, then exclusively for a TRUNCATE: two such
+ * members can deadlock; PostgreSQL ends one, and its batch is retried.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>

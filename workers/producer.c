@@ -50,7 +50,7 @@
  * each partition's stream then holds its rows' changes below T, T, and
  * their changes above T, in that order, and B applies T on the first
  * partition it arrives by and takes it as a horizon for the others'
- * backlogs (sql/target/004_truncate.sql).  Its change rows are never
+ * backlogs (common/target.c, NOTES).  Its change rows are never
  * pruned: the snapshot reads the newest one it can see (snapshot.c).
  *
  * One at a time.  The producer holds a session advisory lock on A; a

@@ -27,7 +27,7 @@
  * snapshot sees instead of 0: B may hold that TRUNCATE as its horizon
  * (a snapshot run again with -f), below which a row would be stale, and
  * B keeps a row whose version is a TRUNCATE's own when it applies that
- * TRUNCATE (sql/target/004_truncate.sql).  The producer never prunes a
+ * TRUNCATE (common/target.c, NOTES).  The producer never prunes a
  * TRUNCATE's change row.
  *
  * Exit 0 when the snapshot is done (or was done before): the supervisor

@@ -6,14 +6,15 @@
 -- version table (the version, A's change_id, of the last change applied to
 -- each row, kept after a delete) and its own truncate horizon.  The apply
 -- functions are made by the consumer from the table's catalog entry
--- (common/target.c): one per table and shape, named by a hash of its text.
+-- (common/target.c, whose NOTES say why they are right): one per table and
+-- shape, named by a hash of its text.
 --
 -- Upgrade.  A version-4 install kept employees' versions in
 -- pgrelay_row_version (emp_id, change_id, deleted) and its horizon in
 -- pgrelay_truncate_horizon: employees is registered with that version table
 -- and that horizon, so no version and no TRUNCATE is lost.  The version-4
--- objects stay (001..004 make them again on every run) but nothing of
--- pgrelay's uses them any more.
+-- tables stay (001..004 make them again on every run); its employees-only
+-- apply functions, which nothing of pgrelay's calls any more, are dropped.
 SET client_min_messages = warning;
 BEGIN;
 
@@ -131,6 +132,16 @@ BEGIN
     RETURN true;
 END
 $$;
+
+-- Version 4's employees-only apply functions (001_employees.sql,
+-- 003_apply_batch.sql and 004_truncate.sql made them before version 5).  A
+-- consumer of before version 5, which would still call them, now fails at
+-- its first apply instead of applying beside version 5's consumers under
+-- another truncate lock and horizon.
+DROP FUNCTION IF EXISTS pgrelay_apply_employee(text, integer, bigint, text, text,
+                                               integer, text, integer);
+DROP FUNCTION IF EXISTS pgrelay_apply_employees(json);
+DROP FUNCTION IF EXISTS pgrelay_truncate_employees(bigint);
 
 INSERT INTO pgrelay_schema_version (component, version) VALUES ('target', 5)
 ON CONFLICT (component) DO UPDATE SET version = GREATEST(pgrelay_schema_version.version, 5);

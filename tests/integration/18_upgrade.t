@@ -24,6 +24,9 @@ apply() {	# apply DSN FILES...: in order, stopping at the first error
 }
 apply "$A_UPG" "$FIX"/source/*.sql && apply "$B_UPG" "$FIX"/target/*.sql
 ok $? "6e4c202's schema on fresh databases"
+is "$(qb -c "SELECT count(*) FROM pg_proc
+             WHERE proname IN ('pgrelay_apply_employee', 'pgrelay_apply_employees')")" 2 \
+    "with its employees-only apply functions on B"
 
 # The old pipeline's state: its snapshot copied 300 rows (their versions
 # on B), then A changed more, which it had not sent when it stopped.
@@ -58,6 +61,13 @@ is "$(qa -c "SELECT to_regclass('emp_cdc') IS NULL")" t "emp_cdc is gone"
 is "$(qa -c "SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
              WHERE tgrelid = 'employees'::regclass AND NOT tgisinternal")" \
     "pgrelay_capture,pgrelay_capture_truncate" "employees has the new capture only"
+# 6e4c202 made pgrelay_apply_employee() and pgrelay_apply_employees();
+# version 4, pgrelay_truncate_employees() too.  The consumer generates
+# each table's apply function instead, and 005_any_table.sql drops these.
+is "$(qb -c "SELECT count(*) FROM pg_proc
+             WHERE proname IN ('pgrelay_apply_employee', 'pgrelay_apply_employees',
+                               'pgrelay_truncate_employees')")" 0 \
+    "B's employees-only apply functions are gone"
 apply "$A_UPG" "$ROOT"/sql/source/*.sql && apply "$B_UPG" "$ROOT"/sql/target/*.sql
 ok $? "the files apply again (idempotent)"
 is "$(qa -c "SELECT count(*) FROM pgrelay_changes")" "$all" "and move nothing twice"

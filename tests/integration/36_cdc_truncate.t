@@ -175,8 +175,9 @@ compare_ab "after the replay" "=$n"
 versions_match "after the replay"
 
 # --- 5. a TRUNCATE in a batch B refuses a value of ----------------------
-# The batch is applied again a message at a time (the TRUNCATE through
-# pgrelay_apply_employee()); only the refused change goes to the DLQ.
+# The batch is applied again a message at a time (the TRUNCATE as a batch
+# of one of employees' apply function); only the refused change goes to
+# the DLQ.
 # One consumer, started on the backlog: one batch holds the TRUNCATE
 # from each partition and the 100 inserts.
 qb -c "ALTER TABLE employees ADD CONSTRAINT t36_refuse CHECK (city <> 'refused-by-b')"

@@ -9,7 +9,7 @@
 # apply's answer must say what it did: the version B had, from which the
 # consumer counts a change applied or stale (newer() in
 # workers/consumer.c).  Cases: a new row, both commit orders, each
-# function and the two mixed; a delete against an insert; an existing row;
+# way (in a batch, alone) and the two mixed; a delete against an insert; an existing row;
 # a deleted row (tombstone) created again.  Then two sessions apply
 # overlapping batches of new rows flat out, in opposite key orders: no
 # deadlock, the newer version wins every row.

@@ -419,22 +419,18 @@ send_unrepresentable(rd_kafka_t *rk, const struct cfg *cfg,
 static char *
 with_schema(const char *schema, const char *payload, size_t plen)
 {
-	static const char pre[] = "{\"schema\":", mid[] = ",\"payload\":";
-	size_t sl = strlen(schema);
+	const char *fmt = "{\"schema\":%s,\"payload\":%.*s}";
+	int n;
 	char *out;
 
 	if (payload == NULL) {
 		payload = "null";
 		plen = 4;
 	}
-	if ((out = malloc(sizeof(pre) + sl + sizeof(mid) + plen + 1)) == NULL)
+	n = snprintf(NULL, 0, fmt, schema, (int)plen, payload);
+	if (n < 0 || (out = malloc((size_t)n + 1)) == NULL)
 		return NULL;
-	memcpy(out, pre, sizeof(pre) - 1);
-	memcpy(out + sizeof(pre) - 1, schema, sl);
-	memcpy(out + sizeof(pre) - 1 + sl, mid, sizeof(mid) - 1);
-	memcpy(out + sizeof(pre) - 1 + sl + sizeof(mid) - 1, payload, plen);
-	out[sizeof(pre) - 1 + sl + sizeof(mid) - 1 + plen] = '}';
-	out[sizeof(pre) - 1 + sl + sizeof(mid) - 1 + plen + 1] = '\0';
+	snprintf(out, (size_t)n + 1, fmt, schema, (int)plen, payload);
 	return out;
 }
 

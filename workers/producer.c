@@ -183,7 +183,7 @@ disconnect(struct producer *p)
  * the config has gets no event (val NULL): it is skipped.  $1 is the
  * position lo, $2 the snapshot hi. */
 static char *
-round_query(struct producer *p)
+round_query(PGconn *db, const struct cdc_table *tables, int ntables)
 {
 	char *out = NULL;
 	size_t len = 0;
@@ -194,17 +194,17 @@ round_query(struct producer *p)
 		return NULL;
 	fprintf(f, "SELECT c.change_id, c.action, c.rel, e.key, e.val, e.bad "
 	    "  FROM pgrelay_changes c LEFT JOIN LATERAL (");
-	for (int i = 0; i < p->ntables && ok; i++) {
-		const struct cdc_table *t = &p->tables[i];
-		char *val = cdc_event_sql(p->db, t, "x", "c.action",
+	for (int i = 0; i < ntables && ok; i++) {
+		const struct cdc_table *t = &tables[i];
+		char *val = cdc_event_sql(db, t, "x", "c.action",
 		    "c.change_id", "c.txid::text::bigint",
 		    "(extract(epoch FROM c.changed_at) * 1000)::bigint");
-		char *key = cdc_key_sql(p->db, t, "x");
-		char *bad = cdc_bad_sql(p->db, t, "x");
+		char *key = cdc_key_sql(db, t, "x");
+		char *bad = cdc_bad_sql(db, t, "x");
 
 		/* a column added since the change was captured reads as a row
 		 * written before it does: its missing value (relmap.h), else NULL */
-		char *miss = t->rel->missing ? db_quote(p->db, t->rel->missing, 0) : NULL;
+		char *miss = t->rel->missing ? db_quote(db, t->rel->missing, 0) : NULL;
 
 		ok = val != NULL && key != NULL && bad != NULL &&
 		    (t->rel->missing == NULL || miss != NULL);
@@ -280,6 +280,41 @@ describe_change(const struct cdc_table *a, const struct cdc_table *b)
 		    b->rel->schema, b->rel->table, cols);
 }
 
+/* Describes the tables from A's catalog and makes sure they are captured
+ * (cdc_tables_open), with their window query and oids: at connection,
+ * and again after an ALTER TABLE changed them (logged).  The old ones are
+ * replaced only when every new piece was made.  0, PGR_RETRY or
+ * PGR_CONFIG (a table cannot be replicated) with err. */
+static int
+describe_tables(struct producer *p, char *err, size_t errlen)
+{
+	struct cdc_table *t;
+	char *sql, *oids;
+	int n, rc;
+
+	if ((rc = cdc_tables_open(p->db, p->cfg, &t, &n, err, errlen)) < 0)
+		return rc;
+	sql = round_query(p->db, t, n);
+	oids = table_oids(t, n);
+	if (sql == NULL || oids == NULL) {
+		free(sql);
+		free(oids);
+		cdc_tables_free(t, n);
+		snprintf(err, errlen, "out of memory making the window query");
+		return PGR_RETRY;
+	}
+	for (int i = 0; i < n && i < p->ntables; i++)	/* the config's order */
+		describe_change(&p->tables[i], &t[i]);
+	cdc_tables_free(p->tables, p->ntables);
+	free(p->round_sql);
+	free(p->oids);
+	p->tables = t;
+	p->ntables = n;
+	p->round_sql = sql;
+	p->oids = oids;
+	return 0;
+}
+
 /* Connects to A, checks the schema, describes the tables and makes sure
  * they are captured.  0, PGR_RETRY, or PGR_CONFIG (a table cannot be
  * replicated: err says why). */
@@ -302,59 +337,9 @@ connect_source(struct producer *p, char *err, size_t errlen)
 		disconnect(p);
 		return PGR_RETRY;
 	}
-	rc = cdc_tables_open(p->db, p->cfg, &p->tables, &p->ntables, err, errlen);
-	if (rc < 0) {
+	if ((rc = describe_tables(p, err, errlen)) < 0)
 		disconnect(p);
-		return rc;
-	}
-	if ((p->round_sql = round_query(p)) == NULL ||
-	    (p->oids = table_oids(p->tables, p->ntables)) == NULL) {
-		snprintf(err, errlen, "out of memory making the window query");
-		disconnect(p);
-		return PGR_RETRY;
-	}
-	return 0;
-}
-
-/* Describes the tables again after A's catalog changed under them (ALTER
- * TABLE): new descriptions, captures and window query, or the old ones
- * kept.  0, or PGR_RETRY with err. */
-static int
-reshape(struct producer *p, char *err, size_t errlen)
-{
-	struct cdc_table *old = p->tables;
-	int nold = p->ntables, rc;
-	char *old_sql = p->round_sql, *oids;
-
-	rc = cdc_tables_open(p->db, p->cfg, &p->tables, &p->ntables, err, errlen);
-	if (rc < 0) {
-		p->tables = old;
-		p->ntables = nold;
-		snprintf(err + strlen(err), errlen - strlen(err), "%s",
-		    rc == PGR_CONFIG ? "; a table changed on the source so that "
-		    "pgrelay cannot carry it: no change is sent until the table or "
-		    "the config is mended (exclude the column, then reload)" : "");
-		return PGR_RETRY;
-	}
-	p->round_sql = round_query(p);
-	oids = table_oids(p->tables, p->ntables);
-	if (p->round_sql == NULL || oids == NULL) {
-		free(p->round_sql);
-		free(oids);
-		cdc_tables_free(p->tables, p->ntables);
-		p->tables = old;
-		p->ntables = nold;
-		p->round_sql = old_sql;
-		snprintf(err, errlen, "out of memory making the window query");
-		return PGR_RETRY;
-	}
-	for (int i = 0; i < p->ntables; i++)
-		describe_change(&old[i < nold ? i : nold - 1], &p->tables[i]);
-	cdc_tables_free(old, nold);
-	free(old_sql);
-	free(p->oids);
-	p->oids = oids;
-	return 0;
+	return rc;
 }
 
 static int
@@ -976,9 +961,9 @@ run_round(struct producer *p, char *err, size_t errlen)
 	/* The tables' columns are read in the statement that takes the
 	 * snapshot hi: a change visible in hi was written after every ALTER
 	 * TABLE before it committed, so the window is made with a description
-	 * at least as new as any of its changes. */
-	/* An idle round (the snapshot the last window was sent to) reads no
-	 * catalog: it sends nothing (0.05 ms a round, 0.2 with the columns). */
+	 * at least as new as any of its changes.  An idle round (hi is the
+	 * snapshot the last window was sent to) sends nothing and reads no
+	 * catalog (0.05 ms a round, 0.2 with the columns). */
 	const char *params[2] = { p->oids, p->idle_snap };
 	PGresult *st = db_query(p->db, "SELECT snap::text, epoch, "
 	    "pg_current_snapshot()::text, CASE WHEN pg_current_snapshot()::text "
@@ -1004,7 +989,15 @@ run_round(struct producer *p, char *err, size_t errlen)
 	/* the first round describes the tables again after reading the
 	 * shape, so an ALTER between connect_source() and it is not missed */
 	if (p->shape == NULL || strcmp(p->shape, PQgetvalue(st, 0, 3)) != 0) {
-		if (reshape(p, err, errlen) < 0) {
+		int rc = describe_tables(p, err, errlen);
+
+		if (rc < 0) {
+			if (rc == PGR_CONFIG)
+				snprintf(err + strlen(err), errlen - strlen(err),
+				    "; a table changed on the source so that pgrelay "
+				    "cannot carry it: no change is sent until the table "
+				    "or the config is mended (exclude the column, then "
+				    "reload)");
 			PQclear(st);
 			return PGR_RETRY;
 		}

@@ -122,14 +122,14 @@ table_where(const struct cfg *cfg, const struct cfg_table *t, char *buf, size_t 
 }
 
 /* tg->fill from B: the missing values of tg's table made into the event's
- * forms by the same SQL that makes A's events (relmap_sql_row). */
+ * forms by the same SQL that makes A's events (relmap_sql_row; it sets
+ * db's session to RELMAP_SESSION_SQL). */
 static int
 load_fill(PGconn *db, struct target *tg, char *err, size_t errlen)
 {
 	char *row = relmap_sql_row(db, tg->rel, "x"), *q = NULL;
 	const char *params[1] = { tg->rel->missing };
 	PGresult *res = NULL;
-	json_t *all = NULL;
 	json_error_t je;
 	int rc = -1;
 
@@ -138,35 +138,19 @@ load_fill(PGconn *db, struct target *tg, char *err, size_t errlen)
 	size_t ql = strlen(row) + strlen(tg->rel->qname) + 96;
 	if ((q = malloc(ql)) == NULL)
 		goto oom;
-	snprintf(q, ql, "SELECT (%s)::text FROM json_populate_record(NULL::%s, "
-	    "$1::json) x", row, tg->rel->qname);
+	/* the columns without a missing value read as null: stripped */
+	snprintf(q, ql, "SELECT json_strip_nulls(%s)::text FROM "
+	    "json_populate_record(NULL::%s, $1::json) x", row, tg->rel->qname);
 	if (db_exec(db, RELMAP_SESSION_SQL, 0, NULL, err, errlen) < 0 ||
 	    (res = db_query(db, q, 1, params, err, errlen)) == NULL)
 		goto out;
-	all = json_loads(PQgetvalue(res, 0, 0), 0, &je);
-	tg->fill = json_object();
-	if (all == NULL || tg->fill == NULL)
+	if ((tg->fill = json_loads(PQgetvalue(res, 0, 0), 0, &je)) == NULL)
 		goto oom;
-	json_t *miss = json_loads(tg->rel->missing, 0, &je);
-	const char *k;
-	json_t *v;
-
-	json_object_foreach(miss, k, v) {
-		json_t *f = json_object_get(all, k);
-
-		(void)v;
-		if (f != NULL && json_object_set(tg->fill, k, f) < 0) {
-			json_decref(miss);
-			goto oom;
-		}
-	}
-	json_decref(miss);
 	rc = 0;
 	goto out;
 oom:
 	snprintf(err, errlen, "out of memory reading table %s", tg->cfg->target);
 out:
-	json_decref(all);
 	PQclear(res);
 	free(row);
 	free(q);

@@ -93,51 +93,47 @@ table_of(const struct tables *ts, const rd_kafka_message_t *m)
 /* Adds column col of tg's source table (A) to tg's table on B: its type
  * as A has it, and B's older rows given the value A's older rows read as
  * (a DEFAULT of ADD COLUMN; the default is then dropped again: events
- * carry every later value).  On conn (B, autocommit).  0, or -1 with why. */
+ * carry every later value).  On b (B, autocommit).  0, or -1 with why. */
 static int
 add_column(const struct cfg *cfg, const struct target *tg, PGconn *b,
     const char *col, char *why, size_t whylen)
 {
-	char schema[256], table[256], err[512];
-	PGconn *a = NULL;
-	PGresult *res = NULL;
-	char *qs = NULL, *qt = NULL, *full = NULL, *qc = NULL, *lit = NULL, *sql = NULL;
+	char err[768];
+	enum pgr_err cls;
+	PGconn *a;
+	struct rel *src = NULL;
+	const struct rel_col *c;
+	json_t *miss = NULL;
+	json_error_t je;
+	const char *mv = NULL;
+	char *qc = NULL, *lit = NULL, *sql = NULL;
 	int rc = -1;
 
-	if (relmap_split_name(tg->cfg->source, schema, sizeof(schema), table,
-	    sizeof(table), err, sizeof(err)) < 0) {
-		snprintf(why, whylen, "%s", err);
-		return -1;
-	}
-	if ((a = db_connect(cfg->source_dsn, "pgrelay-consumer", err, sizeof(err))) == NULL) {
+	/* A's description, as the producer reads it (relmap_load) */
+	a = db_connect(cfg->source_dsn, "pgrelay-consumer", err, sizeof(err));
+	if (a != NULL)
+		src = relmap_load(a, tg->cfg->source, tg->cfg->include,
+		    tg->cfg->exclude, &cls, err, sizeof(err));
+	PQfinish(a);
+	if (src == NULL) {
 		snprintf(why, whylen, "reading its type on the source: %s", err);
 		return -1;
 	}
-	qs = db_quote(a, schema, 1);
-	qt = db_quote(a, table, 1);
-	if (qs == NULL || qt == NULL || (full = malloc(strlen(qs) + strlen(qt) + 2)) == NULL)
-		goto oom;
-	sprintf(full, "%s.%s", qs, qt);
-	const char *params[2] = { full, col };
-	res = db_query(a, "SELECT format_type(atttypid, atttypmod), "
-	    "(attmissingval::text::text[])[1] FROM pg_attribute "
-	    "WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 "
-	    "AND NOT attisdropped", 2, params, err, sizeof(err));
-	if (res == NULL) {
-		snprintf(why, whylen, "reading its type on the source: %s", err);
-		goto out;
-	}
-	if (PQntuples(res) != 1) {
+	if ((c = relmap_col(src, col)) == NULL) {
 		snprintf(why, whylen, "the source's table %s has no such column now "
 		    "(dropped or renamed again)", tg->cfg->source);
 		goto out;
 	}
+	if (src->missing != NULL) {
+		miss = json_loads(src->missing, 0, &je);
+		mv = json_string_value(json_object_get(miss, col));
+	}
 	qc = db_quote(b, col, 1);
-	lit = PQgetisnull(res, 0, 1) ? NULL : db_quote(b, PQgetvalue(res, 0, 1), 0);
-	if (qc == NULL || (!PQgetisnull(res, 0, 1) && lit == NULL))
+	lit = mv != NULL ? db_quote(b, mv, 0) : NULL;
+	if (qc == NULL || (mv != NULL && lit == NULL))
 		goto oom;
 	/* the type is format_type()'s: SQL as the catalog writes it */
-	const char *type = PQgetvalue(res, 0, 0), *q = tg->rel->qname;
+	const char *type = c->type, *q = tg->rel->qname;
 	size_t sl = 2 * strlen(q) + 2 * strlen(qc) + 2 * strlen(type) +
 	    (lit ? strlen(lit) : 0) + 256;
 	if ((sql = malloc(sl)) == NULL)
@@ -167,11 +163,8 @@ add_column(const struct cfg *cfg, const struct target *tg, PGconn *b,
 oom:
 	snprintf(why, whylen, "out of memory");
 out:
-	PQclear(res);
-	PQfinish(a);
-	free(qs);
-	free(qt);
-	free(full);
+	relmap_free(src);
+	json_decref(miss);
 	free(qc);
 	free(lit);
 	free(sql);

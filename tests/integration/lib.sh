@@ -217,6 +217,62 @@ compare_table() {
 	fi
 }
 
+# The every-type table (tests 125, 150): types_ddl prints its DDL (an
+# enum, a domain, every type of README's type table, a composite key),
+# types_extremes TIME its four rows of extremes and NULLs on A (TIME: the
+# first row's time, 24:00:00 where the sink can take it), types_gen FROM
+# TO its generated rows on A.
+types_ddl() {
+	echo "DROP TABLE IF EXISTS t_types;
+DROP TYPE IF EXISTS t_mood;
+DROP DOMAIN IF EXISTS t_posint;
+CREATE TYPE t_mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN t_posint AS integer CHECK (VALUE > 0);
+CREATE TABLE t_types (
+  id uuid, part smallint,
+  i2 smallint, i4 integer, i8 bigint, num numeric, num2 numeric(12,3),
+  f4 real, f8 double precision, b boolean, t text, vc varchar(20), ch char(5),
+  by bytea, d date, tm time, ts timestamp, tstz timestamptz, iv interval,
+  u uuid, j json, jb jsonb, ai int[], at text[], ad date[], an numeric[],
+  mood t_mood, dom t_posint,
+  PRIMARY KEY (id, part));"
+}
+types_extremes() {
+	qa -c "INSERT INTO t_types VALUES
+	 ('00000000-0000-0000-0000-000000000001', 1, -32768, -2147483648, -9223372036854775808,
+	  '123456789012345678901234567890.123456789012345678901234567890', 1.5,
+	  3.4028235e38, 'NaN', true, E'tab\there \"quote\" \\\\ é ✓ \\n newline', 'vc', 'ab',
+	  '\\x00ff10', '2007-01-01', '$1', '1999-12-31 23:59:59.999999', 'infinity',
+	  '1 year 2 mons 3 days 04:05:06.789', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+	  '{\"b\": 1,  \"a\": [1, 2]}', '{\"b\": 1, \"a\": [1, 2]}',
+	  '{1,NULL,3}', '{\"x\",\"y z\",NULL,\"\"}', '{2020-02-29,1970-01-01}', '{1.5,NaN}', 'happy', 7),
+	 ('00000000-0000-0000-0000-000000000002', 2, 32767, 2147483647, 9223372036854775807, 'NaN', -999999999.999,
+	  '-Infinity', '-0', false, '', '', '', '\\x', '0001-01-01', '00:00:00', '0001-01-01 00:00:00',
+	  '-infinity', '-1 days -00:00:01', NULL, 'null', '[]', '{}', '{}', '{}', '{}', 'sad', 2147483647),
+	 ('00000000-0000-0000-0000-000000000003', 3, 0, 0, 0, '-0.000001', -0.001, 1.17549435e-38, 1e-308,
+	  NULL, NULL, NULL, NULL, NULL, '9999-12-31', NULL, '2262-04-11 23:47:16.854775',
+	  '1970-01-01 00:00:00+00', 'P0D', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	 ('00000000-0000-0000-0000-000000000004', 4, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	  NULL, NULL, NULL, NULL)"
+}
+types_gen() {
+	qa -c "INSERT INTO t_types
+	  SELECT gen_random_uuid(), (g % 100)::smallint, (g % 32767)::smallint, g * 7919,
+	         g::bigint * 1000000007, (g * 1.000001) * 10::numeric ^ ((g % 40) - 20),
+	         round(g / 7.0, 3), (g / 3.0)::real, (g / 7.0)::float8 * 1e10, g % 2 = 0,
+	         repeat(chr(65 + g % 26), g % 50) || chr(233), left(md5(g::text), 20),
+	         left(md5(g::text), 3), decode(md5(g::text), 'hex'), DATE '2000-01-01' + g,
+	         TIME '00:00' + g * INTERVAL '1 second 1 millisecond',
+	         TIMESTAMP '2000-01-01' + g * INTERVAL '1 hour 1 microsecond',
+	         TIMESTAMPTZ '1900-01-01 00:00:00+00' + g * INTERVAL '100 days 1 microsecond',
+	         g * INTERVAL '1 mon 1 day 1.000001 second', gen_random_uuid(),
+	         json_build_object('g', g, 's', 'x' || g), jsonb_build_object('g', g, 'a', ARRAY[g, g + 1]),
+	         ARRAY[g, NULL, g + 1], ARRAY['a' || g, NULL], ARRAY[DATE '2020-01-01' + g],
+	         ARRAY[g / 3.0, -g], (ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::t_mood, 1 + g
+	    FROM generate_series($1, $2) g"
+}
+
 # The rows of A that pass the default rules: what B must hold.
 VALID="WHERE emp_id >= 0 AND dob >= DATE '2007-01-01' AND salary > 10000"
 

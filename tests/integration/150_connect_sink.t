@@ -33,6 +33,14 @@
 #   date[]                  the task dies: ERROR: invalid input syntax for
 #                           type date: "18321" (the sink binds the days);
 #                           the column ad is excluded (cdc.tables exclude)
+#   timestamptz ±infinity   the task dies when a batch holds it after a
+#                           finite one: ERROR: column "tstz" is of type
+#                           timestamp with time zone but expression is of
+#                           type character varying (the sink writes
+#                           cast(? as timestamptz) only for an infinite
+#                           value, and takes a batch's statement from its
+#                           first record); 125's rows hold 9999-12-31
+#                           23:59:59.999999 and 0001-01-01 instead
 # One partition per topic: a TRUNCATE is sent to every partition, and the
 # sink, which has no notion of pgrelay's change order across partitions,
 # would apply the TRUNCATE of one partition after later inserts read from
@@ -100,8 +108,12 @@ qa -c "INSERT INTO employees (first_name, last_name, dob, city, salary)
        SELECT 'first' || i, CASE WHEN i % 10 = 0 THEN NULL ELSE 'lást ✓' || i END,
               DATE '1960-01-01' + i * 37, 'city' || (i % 17), 10001 + i
          FROM generate_series(1, 200) i"
-# 125's extremes (time 24:00:00 excepted, see above), then generated rows.
+# 125's extremes (time 24:00:00 and infinite timestamptz excepted, see
+# above), then generated rows.
 types_extremes '23:59:59.999999'
+qa -c "UPDATE t_types SET tstz = CASE WHEN tstz = 'infinity' THEN TIMESTAMPTZ '9999-12-31 23:59:59.999999+00'
+                                      ELSE TIMESTAMPTZ '0001-01-01 00:00:00+00' END
+        WHERE tstz IN ('infinity', '-infinity')"
 types_gen 1 200
 start_worker sup pgrelayd -c "$CONF"
 wait_until 60 'test "$(running_count producer)" = 1'

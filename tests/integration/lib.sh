@@ -205,10 +205,16 @@ rows_b() { qb -c "SELECT emp_id, first_name, last_name, dob, city, salary FROM e
 # ORDER; any table, any types.
 compare_table() {
 	local what=$1 table=$2 order=$3 n
-	qa -c "SELECT t::text FROM $table t ORDER BY $order" > "$T_DIR/a.$table"
-	qb -c "SELECT t::text FROM $table t ORDER BY $order" > "$T_DIR/b.$table"
+	if ! qa -c "SELECT t::text FROM $table t ORDER BY $order" > "$T_DIR/a.$table" ||
+	   ! qb -c "SELECT t::text FROM $table t ORDER BY $order" > "$T_DIR/b.$table"; then
+		ok 1 "$what: $table could not be read on A or B (the error is above)"
+		return 1
+	fi
 	n=$(wc -l < "$T_DIR/a.$table")
-	if cmp -s "$T_DIR/a.$table" "$T_DIR/b.$table"; then
+	if [ "$n" -eq 0 ]; then
+		ok 1 "$what: A holds no row of $table: nothing to compare"
+		return 1
+	elif cmp -s "$T_DIR/a.$table" "$T_DIR/b.$table"; then
 		ok 0 "$what: A and B hold the same $n rows of $table, every column equal"
 	else
 		ok 1 "$what: $table differs between A ($n rows) and B ($(wc -l < "$T_DIR/b.$table"))"

@@ -191,6 +191,11 @@ for kv in "kafka.cdc_topic=\"$T_TOPIC\"" "kafka.dlq_topic=\"$T_DLQ\"" \
     "etl.group_id=\"$T_GROUP-etl\""; do
 	conf_set "$CONF" "${kv%%=*}" "${kv#*=}" || { ok 1 "the installed config has ${kv%%=*}"; }
 done
+# and the topic of its cdc.tables entry: the shipped one outlives a run on
+# the same broker, and a later run's consumers would replay it
+new=$(sed 's|{ source = "public.employees"; topic = "[^"]*";|{ source = "public.employees"; topic = "'"$T_TOPIC"'";|' "$CONF") &&
+    printf '%s\n' "$new" > "$CONF" && grep -qF "topic = \"$T_TOPIC\";" "$CONF" ||
+	ok 1 "the installed config's cdc.tables names public.employees' topic"
 
 read -ra PRE <<< "$(unit_get "$UNIT" ExecStartPre | reroot)"
 as_service "${PRE[@]}" > "$T_DIR/check.out" 2>&1

@@ -18,6 +18,13 @@
  * description calls for another (CREATE TRIGGER takes a lock that holds
  * the table's writers for the moment it runs).
  *
+ * The capture functions are SECURITY DEFINER, owned by pgrelay_changes'
+ * owner, every name in them qualified: a trigger function runs with the
+ * rights of whoever fires it, so up to source version 4 every writer
+ * needed INSERT on pgrelay_changes.  Now A's writers need no right on
+ * pgrelay's tables, and their search_path lends the capture nothing
+ * (sql/source/005_definer.sql; test 155).
+ *
  * The capture writes to_json(NEW): every column, whatever the config
  * carries; the producer chooses the columns when it makes the event, by
  * the table's type at that moment (json_populate_record).
@@ -75,50 +82,35 @@ cdc_capture_sql(PGconn *db, const struct rel *r, const char *id,
 {
 	char *ck_new = relmap_sql_change_key(db, r, "NEW");
 	char *ck_old = relmap_sql_change_key(db, r, "OLD");
+	char *changed = relmap_sql_key_changed(db, r);
 	char *sch = db_quote(db, changes_schema, 1);
-	char *cond = NULL, *out = NULL;
-	size_t clen = 64;
+	char *out = NULL;
 
-	if (ck_new == NULL || ck_old == NULL || sch == NULL)
-		goto done;
-	for (int k = 0; k < r->nkeys; k++)
-		clen += 2 * strlen(r->cols[r->keys[k]].name) + 32;
-	if ((cond = malloc(clen)) == NULL)
-		goto done;
-	/* (NEW."a", NEW."b") IS DISTINCT FROM (OLD."a", OLD."b") */
-	size_t off = 0;
-	for (int side = 0; side < 2; side++) {
-		off += (size_t)snprintf(cond + off, clen - off, "%s(", side ? " IS DISTINCT FROM " : "");
-		for (int k = 0; k < r->nkeys; k++) {
-			char *q = db_quote(db, r->cols[r->keys[k]].name, 1);
-
-			if (q == NULL)
-				goto done;
-			off += (size_t)snprintf(cond + off, clen - off, "%s%s.%s",
-			    k ? ", " : "", side ? "OLD" : "NEW", q);
-			free(q);
-		}
-		off += (size_t)snprintf(cond + off, clen - off, ")");
-	}
-
+	/* SECURITY DEFINER: it runs as its owner, pgrelay's role, which owns
+	 * pgrelay_changes, whoever writes the table.  Every function, operator
+	 * and type it names is qualified (pg_catalog's, or pgrelay_changes'
+	 * schema), so a writer's search_path cannot lend it one; that rather
+	 * than SET search_path, which cost A's writers 15% (bench/README.md,
+	 * The capture runs as pgrelay's role; test 155 tries the lending). */
 	const char *fmt =
 	    "CREATE OR REPLACE FUNCTION %s.pgrelay_capture_%s() RETURNS trigger\n"
-	    "LANGUAGE plpgsql AS $pgrelay$\n"
+	    "LANGUAGE plpgsql SECURITY DEFINER AS $pgrelay$\n"
 	    "BEGIN\n"
-	    "    IF TG_OP = 'INSERT' THEN\n"
+	    "    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN\n"
 	    "        INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
-	    "        VALUES (%s, 'c', %s, to_json(NEW));\n"
-	    "    ELSIF TG_OP = 'UPDATE' THEN\n"
+	    "        VALUES (%s, 'c', %s, pg_catalog.to_json(NEW));\n"
+	    "    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n"
 	    "        IF %s THEN\n"
 	    "            INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
-	    "            VALUES (%s, 'd', %s, to_json(OLD)), (%s, 'c', %s, to_json(NEW));\n"
+	    "            VALUES (%s, 'd', %s, pg_catalog.to_json(OLD)),\n"
+	    "                   (%s, 'c', %s, pg_catalog.to_json(NEW));\n"
 	    "        ELSE\n"
 	    "            INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
-	    "            VALUES (%s, 'u', %s, to_json(NEW));\n"
+	    "            VALUES (%s, 'u', %s, pg_catalog.to_json(NEW));\n"
 	    "        END IF;\n"
 	    "    ELSE\n"
 	    "        INSERT INTO %s.pgrelay_changes (rel, action, key, row)\n"
-	    "        VALUES (%s, 'd', %s, to_json(OLD));\n"
+	    "        VALUES (%s, 'd', %s, pg_catalog.to_json(OLD));\n"
 	    "    END IF;\n"
 	    "    RETURN NULL;\n"
 	    "END\n"
@@ -129,18 +121,20 @@ cdc_capture_sql(PGconn *db, const struct rel *r, const char *id,
 	    "CREATE OR REPLACE TRIGGER pgrelay_capture_truncate\n"
 	    "    AFTER TRUNCATE ON %s\n"
 	    "    FOR EACH STATEMENT EXECUTE FUNCTION %s.pgrelay_capture_truncate(%s);\n";
-	int n = snprintf(NULL, 0, fmt, sch, id, sch, id, ck_new, cond, sch, id,
-	    ck_old, id, ck_new, sch, id, ck_new, sch, id, ck_old, r->qname, sch, id,
-	    r->qname, sch, id);
-	if (n > 0 && (out = malloc((size_t)n + 1)) != NULL)
-		snprintf(out, (size_t)n + 1, fmt, sch, id, sch, id, ck_new, cond, sch,
-		    id, ck_old, id, ck_new, sch, id, ck_new, sch, id, ck_old, r->qname,
-		    sch, id, r->qname, sch, id);
-done:
+	if (ck_new != NULL && ck_old != NULL && changed != NULL && sch != NULL) {
+		int n = snprintf(NULL, 0, fmt, sch, id, sch, id, ck_new, changed,
+		    sch, id, ck_old, id, ck_new, sch, id, ck_new, sch, id, ck_old,
+		    r->qname, sch, id, r->qname, sch, id);
+
+		if (n > 0 && (out = malloc((size_t)n + 1)) != NULL)
+			snprintf(out, (size_t)n + 1, fmt, sch, id, sch, id, ck_new,
+			    changed, sch, id, ck_old, id, ck_new, sch, id, ck_new, sch,
+			    id, ck_old, r->qname, sch, id, r->qname, sch, id);
+	}
+	free(changed);
 	free(ck_new);
 	free(ck_old);
 	free(sch);
-	free(cond);
 	return out;
 }
 
@@ -539,16 +533,19 @@ cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 	}
 	snprintf(sch, sizeof(sch), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
-	char *qsch = db_quote(db, sch, 1);
-	if (qsch == NULL) {
+	char *qsch = db_quote(db, sch, 1), *lsch = db_quote(db, sch, 0);
+	if (qsch == NULL || lsch == NULL) {
+		free(qsch);
+		free(lsch);
 		fclose(f);
 		free(out);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	fprintf(f, "-- pgrelay: the capture of the tables of %s, for the source "
-	    "database\n-- (psql -v ON_ERROR_STOP=1 -f FILE), run by a user that "
-	    "may change them.\n", cfg->path);
+	    "database\n-- (psql -v ON_ERROR_STOP=1 -f FILE), run by a superuser: "
+	    "it hands the capture\n-- functions to the owner of pgrelay_changes, "
+	    "as whom they run.\n", cfg->path);
 	for (int i = 0; i < cfg->ntables && ok; i++) {
 		enum pgr_err cls;
 		struct rel *r = load_rel(db, cfg, &cfg->tables[i], &cls, err, errlen);
@@ -585,11 +582,17 @@ cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 			    "    ON CONFLICT (relid) DO UPDATE SET relid = EXCLUDED.relid\n"
 			    "    RETURNING id INTO rel_id;\n"
 			    "    EXECUTE replace(tmpl, '" ID_MARK "', rel_id::text);\n"
+			    "    -- run as the owner of pgrelay_changes (SECURITY DEFINER)\n"
+			    "    EXECUTE format('ALTER FUNCTION %%I.pgrelay_capture_%%s() OWNER TO %%I',\n"
+			    "        %s, rel_id, (SELECT r.rolname FROM pg_class c\n"
+			    "            JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+			    "            JOIN pg_roles r ON r.oid = c.relowner\n"
+			    "           WHERE n.nspname = %s AND c.relname = 'pgrelay_changes'));\n"
 			    "    UPDATE %s.pgrelay_tables\n"
 			    "       SET capture_md5 = md5(replace(tmpl, '" ID_MARK "', rel_id::text)),\n"
 			    "           installed_at = now()\n"
 			    "     WHERE id = rel_id;\nEND\n$pgrelay_do$;\n",
-			    tmpl, qsch, name, qsch);
+			    tmpl, qsch, name, lsch, lsch, qsch);
 		}
 		free(tmpl);
 		free(name);
@@ -625,6 +628,7 @@ cdc_capture_script(PGconn *db, const struct cfg *cfg, char *err, size_t errlen)
 		PQclear(res);
 	}
 	free(qsch);
+	free(lsch);
 	if (fclose(f) != 0 && ok) {
 		snprintf(err, errlen, "out of memory");
 		ok = 0;

@@ -48,7 +48,7 @@
 /* The version of A's schema (component 'source') the producer and the
  * snapshot need: 4 has pgrelay_changes and pgrelay_tables
  * (sql/source/004_any_table.sql). */
-#define CDC_SOURCE_SCHEMA_VERSION 4
+#define CDC_SOURCE_SCHEMA_VERSION 5
 
 #define CDC_EVENT_VERSION "pgrelay-0.2"	/* source.version */
 

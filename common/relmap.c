@@ -786,28 +786,31 @@ relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias)
 }
 
 /* The key column x's part of the change table's key: a text that does not
- * depend on the writer's session settings. */
+ * depend on the writer's session settings, nor on its search_path: every
+ * function, operator and type is pg_catalog's by name (the capture runs
+ * them as pgrelay's role, cdc.c). */
 static void
 change_key_part(struct sbuf *b, enum pgt_class cls, const char *x)
 {
 	switch (cls) {
 	case PGT_DATE:
-		sb_add(b, "(%s - DATE '1970-01-01')::text", x);
+		sb_add(b, "(%s OPERATOR(pg_catalog.-) '1970-01-01'::pg_catalog.date)"
+		    "::pg_catalog.text", x);
 		break;
 	case PGT_TIMESTAMP:
 	case PGT_TIMESTAMPTZ:
 	case PGT_TIME:
-	case PGT_INTERVAL:
-		sb_add(b, "extract(epoch FROM %s)::text", x);
+	case PGT_INTERVAL:	/* EXTRACT is pg_catalog.extract by the grammar */
+		sb_add(b, "extract(epoch FROM %s)::pg_catalog.text", x);
 		break;
 	case PGT_BYTEA:
-		sb_add(b, "encode(%s, 'hex')", x);
+		sb_add(b, "pg_catalog.encode(%s, 'hex')", x);
 		break;
 	case PGT_FLOAT:
-		sb_add(b, "(%s)::float8::numeric::text", x);
+		sb_add(b, "(%s)::pg_catalog.float8::pg_catalog.numeric::pg_catalog.text", x);
 		break;
 	default:
-		sb_add(b, "(%s)::text", x);
+		sb_add(b, "(%s)::pg_catalog.text", x);
 		break;
 	}
 }
@@ -818,7 +821,7 @@ relmap_sql_change_key(PGconn *db, const struct rel *r, const char *alias)
 	struct sbuf b = { 0 };
 
 	if (r->nkeys > 1)
-		sb_add(&b, "json_build_array(");
+		sb_add(&b, "pg_catalog.json_build_array(");
 	for (int k = 0; k < r->nkeys; k++) {
 		const struct rel_col *c = &r->cols[r->keys[k]];
 		char *x = col_ref(db, alias, c->name);
@@ -832,7 +835,46 @@ relmap_sql_change_key(PGconn *db, const struct rel *r, const char *alias)
 		free(x);
 	}
 	if (r->nkeys > 1)
-		sb_add(&b, ")::text");
+		sb_add(&b, ")::pg_catalog.text");
+	return sb_done(&b);
+}
+
+/* Whether NEW's key differs from OLD's: each key column compared by
+ * pg_catalog's = where its (base) type is PostgreSQL's own or an enum, as
+ * IS DISTINCT FROM would (numeric 1.0 = 1.00, which stays one row on B);
+ * else, a type whose = lives in another schema (an extension's), by its
+ * change key part.  Every name qualified: the capture runs as pgrelay's
+ * role and must take nothing from its caller's search_path (cdc.c).  A
+ * key is NOT NULL. */
+#define FIRST_NORMAL_OID 16384u		/* PostgreSQL's FirstNormalObjectId */
+char *
+relmap_sql_key_changed(PGconn *db, const struct rel *r)
+{
+	struct sbuf b = { 0 };
+
+	for (int k = 0; k < r->nkeys; k++) {
+		const struct rel_col *c = &r->cols[r->keys[k]];
+		char *n = col_ref(db, "NEW", c->name), *o = col_ref(db, "OLD", c->name);
+
+		if (n == NULL || o == NULL) {
+			free(n);
+			free(o);
+			b.failed = 1;
+			break;
+		}
+		sb_add(&b, "%s", k ? " OR " : "");
+		if (c->oid < FIRST_NORMAL_OID || c->typtype == 'e') {
+			sb_add(&b, "NOT (%s OPERATOR(pg_catalog.=) %s)", n, o);
+		} else {
+			sb_add(&b, "NOT (");
+			change_key_part(&b, c->cls, n);
+			sb_add(&b, " OPERATOR(pg_catalog.=) ");
+			change_key_part(&b, c->cls, o);
+			sb_add(&b, ")");
+		}
+		free(n);
+		free(o);
+	}
 	return sb_done(&b);
 }
 

@@ -130,6 +130,10 @@ char *relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias);
  * to_json(k)::text, or json_build_array(k1, k2, ...)::text. */
 char *relmap_sql_change_key(PGconn *db, const struct rel *r, const char *alias);
 
+/* A condition of a row trigger: NEW's key is not OLD's (every name
+ * qualified). */
+char *relmap_sql_key_changed(PGconn *db, const struct rel *r);
+
 /* The Kafka Connect schema (JsonConverter's JSON, schemas.enable=true)
  * of the events of r on topic: key 1, the key's struct ("TOPIC.Key");
  * key 0, the envelope ("TOPIC.Envelope": before and after "TOPIC.Value",

@@ -127,6 +127,15 @@ worker_notify_now(const char *status)
 }
 
 void
+worker_notify_waiting(const char *why)
+{
+	char status[512];
+
+	snprintf(status, sizeof(status), "state=waiting error=%s", why);
+	worker_notify_now(status);
+}
+
+void
 worker_notify_alive(const char *status)
 {
 	time_t now = time(NULL);

@@ -42,4 +42,8 @@ void worker_notify_alive(const char *status);
  * change of state that must not wait (a producer that stands down). */
 void worker_notify_now(const char *status);
 
+/* worker_notify_now("state=waiting error=" why): a worker that retries
+ * says why in pgrelayctl status (what it waits for, or what to fix). */
+void worker_notify_waiting(const char *why);
+
 #endif

@@ -69,7 +69,7 @@
 #include "log.h"
 
 #define MAX_SLOTS 64
-#define STATUS_LEN 160
+#define STATUS_LEN 512
 
 enum pool_id {
 	POOL_SNAPSHOT, POOL_PRODUCER, POOL_CONSUMER, POOL_ETL_PRODUCER, POOL_ETL_LOADER,
@@ -1195,7 +1195,7 @@ control_reply(int fd, const char *text)
 static void
 answer_control(struct sup *s, int fd, const char *line, size_t n)
 {
-	char out[16384], why[160];
+	char out[MAX_SLOTS * (STATUS_LEN + 96) + 2048], why[160];	/* a line a slot */
 	struct timeval tv = { 0, 200000 };
 	struct ctl_request req;
 	int flags = fcntl(fd, F_GETFL);

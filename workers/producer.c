@@ -1100,6 +1100,7 @@ producer_main(struct cfg *cfg)
 			if (crc < 0) {
 				log_error("source database: %s; retrying in %d ms", err,
 				    worker_backoff_ms(attempt));
+				worker_notify_waiting(err);
 				worker_sleep_ms(worker_backoff_ms(attempt++));
 				continue;
 			}

@@ -524,6 +524,7 @@ snapshot_main(struct cfg *cfg, int force)
 		if (worker_stop)
 			break;
 		log_error("snapshot: %s; retrying in %d ms", err, worker_backoff_ms(attempt));
+		worker_notify_waiting(err);
 		worker_sleep_ms(worker_backoff_ms(attempt++));
 	}
 	if (worker_stop && rc != 0)

@@ -57,12 +57,21 @@ CREATE INDEX IF NOT EXISTS pgrelay_changes_txid ON pgrelay_changes (txid);
 DROP INDEX IF EXISTS pgrelay_changes_key;
 DROP INDEX IF EXISTS pgrelay_changes_truncates;
 
--- A TRUNCATE of any captured table: TG_ARGV[0] is its id.
-CREATE OR REPLACE FUNCTION pgrelay_capture_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+-- A TRUNCATE of any captured table: TG_ARGV[0] is its id.  Made here only
+-- where it is missing (the upgrade below needs it); 005_definer.sql makes
+-- the one that runs, as pgrelay's role (each start replacing it here
+-- would leave it running as the writer until 005 commits).
+DO $$
 BEGIN
-    INSERT INTO pgrelay_changes (rel, action) VALUES (TG_ARGV[0]::integer, 't');
-    RETURN NULL;
+    IF to_regprocedure('pgrelay_capture_truncate()') IS NULL THEN
+        CREATE FUNCTION pgrelay_capture_truncate() RETURNS trigger
+        LANGUAGE plpgsql AS $f$
+        BEGIN
+            INSERT INTO pgrelay_changes (rel, action) VALUES (TG_ARGV[0]::integer, 't');
+            RETURN NULL;
+        END
+        $f$;
+    END IF;
 END
 $$;
 

@@ -20,27 +20,39 @@
 #     not find pgrelay_changes on its search_path); B = A;
 #   - the application still may not write pgrelay_changes itself;
 #   - a second table whose owner grants TRIGGER to pgrelay's role, added by
-#     a reload: pgrelay installs its capture itself (README, Database roles).
+#     a reload: pgrelay installs its capture itself (README, Database roles);
+#   - on B the same: database b155 owned by t155_b (no superuser), which
+#     applies sql/target/*.sql; B's tables belong to t155_bapp, which grants
+#     t155_b SELECT, INSERT, UPDATE and DELETE, no more.
 . "$(dirname "$0")/lib.sh"
 
 A_PORT=$(sed -E 's/.*port=([0-9]+).*/\1/' <<<"$PGRELAY_SOURCE_DSN")
 DSN_SU=${PGRELAY_SOURCE_DSN/dbname=pgrelay/dbname=a155}	# the stack's superuser
 DSN_SU_POSTGRES=${PGRELAY_SOURCE_DSN/dbname=pgrelay/dbname=postgres}
+B_PORT=$(sed -E 's/.*port=([0-9]+).*/\1/' <<<"$PGRELAY_TARGET_DSN")
+DSN_B_SU=${PGRELAY_TARGET_DSN/dbname=pgrelay/dbname=b155}
+DSN_B_SU_POSTGRES=${PGRELAY_TARGET_DSN/dbname=pgrelay/dbname=postgres}
+PW_B=b-$$-$RANDOM
 PASSFILE=$T_DIR/roles.pgpass
 PW_RELAY=relay-$$-$RANDOM
 PW_APP=app-$$-$RANDOM
-(umask 077 && printf '127.0.0.1:%s:a155:t155_relay:%s\n127.0.0.1:%s:a155:t155_app:%s\n' \
-    "$A_PORT" "$PW_RELAY" "$A_PORT" "$PW_APP" > "$PASSFILE")
+(umask 077 && printf '127.0.0.1:%s:a155:t155_relay:%s\n127.0.0.1:%s:a155:t155_app:%s\n127.0.0.1:%s:b155:t155_b:%s\n' \
+    "$A_PORT" "$PW_RELAY" "$A_PORT" "$PW_APP" "$B_PORT" "$PW_B" > "$PASSFILE")
+DSN_B="host=127.0.0.1 port=$B_PORT dbname=b155 user=t155_b passfile=$PASSFILE sslmode=disable"
 DSN_RELAY="host=127.0.0.1 port=$A_PORT dbname=a155 user=t155_relay passfile=$PASSFILE sslmode=disable"
 DSN_APP="host=127.0.0.1 port=$A_PORT dbname=a155 user=t155_app passfile=$PASSFILE sslmode=disable"
 qsu() { psql "$DSN_SU" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 qapp() { psql "$DSN_APP" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 EMP="emp_id, first_name, last_name, dob, city, salary"
 rows_app() { qsu -c "SELECT $EMP FROM app.employees ORDER BY emp_id"; }
+qb() { psql "$DSN_B_SU" -X -q -At -v ON_ERROR_STOP=1 "$@"; }	# B is b155 here
 drop_all() {
 	psql "$DSN_SU_POSTGRES" -X -q -v ON_ERROR_STOP=1 \
 	    -c "DROP DATABASE IF EXISTS a155 WITH (FORCE)" \
-	    -c "DROP ROLE IF EXISTS t155_relay" -c "DROP ROLE IF EXISTS t155_app" 2>&1
+	    -c "DROP ROLE IF EXISTS t155_relay" -c "DROP ROLE IF EXISTS t155_app" 2>&1 &&
+	psql "$DSN_B_SU_POSTGRES" -X -q -v ON_ERROR_STOP=1 \
+	    -c "DROP DATABASE IF EXISTS b155 WITH (FORCE)" \
+	    -c "DROP ROLE IF EXISTS t155_b" -c "DROP ROLE IF EXISTS t155_bapp" 2>&1
 }
 trap 'cleanup; [ "$T_FAILED" -ne 0 ] || drop_all >/dev/null' EXIT
 
@@ -86,10 +98,26 @@ is "$(qapp -c "SELECT 'a'::pg_catalog.text = 'a'::pg_catalog.text" 2>&1 | grep -
 qapp -c "SELECT count(*) FROM public.pgrelay_changes" >/dev/null 2>&1
 ok $((! $?)) "t155_app may not read pgrelay_changes"
 
+# B: t155_b owns b155 and pgrelay's tables there, t155_bapp the targets
+B_TABLE="CREATE TABLE %s; ALTER TABLE %s OWNER TO t155_bapp;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO t155_b;"
+b_table() { qb -c "$(printf "$B_TABLE" "$1" "${1%% *}" "${1%% *}")"; }
+psql "$DSN_B_SU_POSTGRES" -X -q -v ON_ERROR_STOP=1 \
+    -c "CREATE ROLE t155_b LOGIN PASSWORD '$PW_B'" -c "CREATE ROLE t155_bapp" \
+    -c "CREATE DATABASE b155 OWNER t155_b" >> "$T_DIR/setup.log" 2>&1 &&
+b_table "employees (emp_id int PRIMARY KEY, first_name varchar(100), last_name varchar(100),
+           dob date, city varchar(100), salary int)" >> "$T_DIR/setup.log" 2>&1 &&
+b_table "t155_items (id bigint PRIMARY KEY, label text)" >> "$T_DIR/setup.log" 2>&1
+ok $? "on B: t155_b owns database b155, t155_bapp its employees and t155_items (t155_b may read and write their rows)"
+for f in "$ROOT"/sql/target/*.sql; do
+	psql "$DSN_B" -X -q -v ON_ERROR_STOP=1 -f "$f" >> "$T_DIR/setup.log" 2>&1 || break
+done
+ok $? "t155_b applies sql/target/*.sql"
+
 # ---- pgrelayd as t155_relay: the capture waits for an administrator ----
 
-reset_pipeline >/dev/null
 export PGRELAY_SOURCE_DSN=$DSN_RELAY	# what pgrelayd and pgrelayctl use (qa no more)
+export PGRELAY_TARGET_DSN=$DSN_B
 T_PARTITIONS=2 T_CONSUMERS=1
 T_TABLES='{ source = "app.employees"; target = "public.employees"; topic = "'"$T_TOPIC"'"; }'
 CONF=$(write_config)
@@ -147,8 +175,6 @@ qapp -c "CREATE TABLE t155_items (id bigint PRIMARY KEY, label pg_catalog.text);
          GRANT SELECT, TRIGGER ON t155_items TO t155_relay;
          INSERT INTO t155_items SELECT i, 'item ' || i FROM generate_series(1, 20) i" >> "$T_DIR/app.log" 2>&1
 ok $? "t155_app's second table, SELECT and TRIGGER granted to t155_relay"
-qb -c "DROP TABLE IF EXISTS t155_items;
-       CREATE TABLE t155_items (id bigint PRIMARY KEY, label text)"
 T_TABLES='{ source = "app.employees"; target = "public.employees"; topic = "'"$T_TOPIC"'"; },
 { source = "app.t155_items"; target = "public.t155_items"; topic = "'"$T_TOPIC"'.items"; }'
 write_config "$CONF" >/dev/null
@@ -167,7 +193,10 @@ is "$(qsu -c "SELECT p.proowner::regrole, p.prosecdef FROM pg_trigger t JOIN pg_
               WHERE t.tgrelid = 'app.t155_items'::regclass AND t.tgname = 'pgrelay_capture'")" \
     "t155_relay|t" "its capture belongs to t155_relay"
 
+is "$(qb -c "SELECT tableowner FROM pg_tables WHERE tablename IN ('employees', 't155_items') ORDER BY 1")|$(
+      qb -c "SELECT count(*) FROM pgrelay_targets")" "t155_bapp
+t155_bapp|2" "B's tables are still t155_bapp's, and registered"
+
 stop_worker sup
 is "$?" 0 "pgrelayd drains and exits 0"
-qb -c "DROP TABLE IF EXISTS t155_items"
 done_testing

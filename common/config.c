@@ -960,6 +960,26 @@ check_tables(struct cfg *cfg, char *err, size_t errlen)
 }
 
 
+/* A string key that takes one of choices (NULL-terminated): 0, or -1
+ * with "FILE:LINE: KEY: "value" is not one of a, b". */
+static int
+check_choice(const struct cfg *cfg, config_t *lc, const char *key,
+    const char *val, const char *const *choices, char *err, size_t errlen)
+{
+	char v[4 * CFG_SHOWN_MAX + 16];
+	size_t n;
+
+	for (int i = 0; choices[i] != NULL; i++)
+		if (strcmp(val, choices[i]) == 0)
+			return 0;
+	n = (size_t)snprintf(err, errlen, "%s:%d: %s: \"%s\" is not one of",
+	    cfg->path, key_line(lc, key), key, shown(val, v, sizeof(v)));
+	for (int i = 0; choices[i] != NULL && n < errlen; i++)
+		n += (size_t)snprintf(err + n, errlen - n, "%s %s", i ? "," : "",
+		    choices[i]);
+	return -1;
+}
+
 static int
 check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 {
@@ -1041,22 +1061,12 @@ check_relations(struct cfg *cfg, config_t *lc, char *err, size_t errlen)
 		    cfg->etl_loader_max, cfg->etl_partitions);
 		return -1;
 	}
-	if (strcmp(cfg->sup_scale_pool, "consumer") != 0 &&
-	    strcmp(cfg->sup_scale_pool, "etl_loader") != 0) {
-		snprintf(err, errlen, "%s:%d: supervisor.scale_pool: \"%s\" is not "
-		    "one of consumer, etl_loader", cfg->path,
-		    key_line(lc, "supervisor.scale_pool"),
-		    shown(cfg->sup_scale_pool, v, sizeof(v)));
+	if (check_choice(cfg, lc, "supervisor.scale_pool", cfg->sup_scale_pool,
+	    (const char *const[]){ "consumer", "etl_loader", NULL }, err, errlen) < 0 ||
+	    check_choice(cfg, lc, "consumer.schema_evolution",
+	    cfg->consumer_schema_evolution,
+	    (const char *const[]){ "none", "add_columns", NULL }, err, errlen) < 0)
 		return -1;
-	}
-	if (strcmp(cfg->consumer_schema_evolution, "none") != 0 &&
-	    strcmp(cfg->consumer_schema_evolution, "add_columns") != 0) {
-		snprintf(err, errlen, "%s:%d: consumer.schema_evolution: \"%s\" is not "
-		    "one of none, add_columns", cfg->path,
-		    key_line(lc, "consumer.schema_evolution"),
-		    shown(cfg->consumer_schema_evolution, v, sizeof(v)));
-		return -1;
-	}
 	enum log_level lvl;
 	if (log_level_parse(cfg->log_level, &lvl) < 0) {
 		snprintf(err, errlen, "%s:%d: log.level: \"%s\" is not one of "

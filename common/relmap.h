@@ -127,7 +127,8 @@ char *relmap_sql_bad(PGconn *db, const struct rel *r, const char *alias);
 
 /* An expression giving the text that identifies the row's key in A's
  * change table (pgrelay_changes.key), as the capture trigger writes it:
- * to_json(k)::text, or json_build_array(k1, k2, ...)::text. */
+ * each key column's text (relmap.c, change_key_part), or for several
+ * json_build_array(k1, k2, ...)::text; every name pg_catalog-qualified. */
 char *relmap_sql_change_key(PGconn *db, const struct rel *r, const char *alias);
 
 /* A condition of a row trigger: NEW's key is not OLD's (every name

@@ -528,6 +528,13 @@ main(void)
 	check_error("pool.conf", BASE "supervisor = {\n  scale_pool = \"producer\";\n};\n",
 	    "pool.conf:8: supervisor.scale_pool: \"producer\" is not one of consumer, "
 	    "etl_loader");
+	check_error("evo.conf", BASE "consumer = {\n  schema_evolution = \"add\";\n};\n",
+	    "evo.conf:8: consumer.schema_evolution: \"add\" is not one of none, "
+	    "add_columns");
+	is_str(load_err("evo2.conf", BASE "consumer = {\n  schema_evolution = \"add_columns\";\n};\n",
+	    &cfg), "", "consumer.schema_evolution = \"add_columns\" loads");
+	is_str(cfg ? cfg->consumer_schema_evolution : NULL, "add_columns", "and is kept");
+	cfg_free(cfg);
 	is_str(load_err("pool2.conf", BASE "supervisor = {\n  scale_pool = \"etl_loader\";\n};\n",
 	    &cfg), "", "supervisor.scale_pool = \"etl_loader\" loads");
 	is_str(cfg ? cfg->sup_scale_pool : NULL, "etl_loader", "and is kept");
